@@ -1,0 +1,133 @@
+"""The model registry: the only door through which models are built.
+
+Each family file decorates its builders with :func:`register_model`; everything else (the factory,
+the CLI, the benchmarks and the tests) goes through :func:`create`, :func:`list_models` and
+:func:`from_config`. ``create`` records every argument of the builder (defaults included) in the
+model's ``config``, so a config alone rebuilds the architecture.
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch.nn as nn
+
+# Arguments that say where a model lives, not what it is: never part of a config.
+PLACEMENT_ARGS = ("device", "dtype")
+INPUT_KINDS = ("tabular", "image", "sequence", "graph")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """What the registry knows about one builder.
+
+    ``family`` groups names that share an architecture file (``resnet18`` and ``resnet50`` are both
+    ``resnet``); ``input_kind`` is the structure the model's inductive bias fits; ``scales_width`` /
+    ``scales_depth`` say whether ``width_mult`` / ``depth_mult`` change the architecture;
+    ``reference`` names the implementation the tests prove it equal to.
+    """
+    name: str
+    builder: Callable[..., nn.Module]
+    family: str
+    input_kind: str
+    scales_width: bool = True
+    scales_depth: bool = True
+    reference: str = ""
+    description: str = ""
+    defaults: dict = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(*, family: str, input_kind: str, scales_width: bool = True,
+                   scales_depth: bool = True, reference: str = "", name: str | None = None):
+    """Decorator recording a builder under ``name`` (default: the function's name).
+
+    A duplicate name is refused: two builders must never answer to one name.
+    """
+    if input_kind not in INPUT_KINDS:
+        raise ValueError(f"input_kind={input_kind!r} is not accepted: expected one of {INPUT_KINDS}")
+
+    def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        model_name = name or fn.__name__
+        if model_name in _REGISTRY:
+            raise ValueError(f"model name {model_name!r} is already registered "
+                             f"(by {_REGISTRY[model_name].builder.__module__})")
+        params = inspect.signature(fn).parameters
+        for required in ("num_classes", "width_mult", "depth_mult", "device", "dtype"):
+            if required not in params:
+                raise TypeError(f"builder {model_name!r} must accept {required!r}")
+        defaults = {k: p.default for k, p in params.items()
+                    if p.default is not inspect.Parameter.empty and k not in PLACEMENT_ARGS}
+        doc = inspect.getdoc(fn) or ""
+        _REGISTRY[model_name] = ModelEntry(
+            name=model_name, builder=fn, family=family, input_kind=input_kind,
+            scales_width=scales_width, scales_depth=scales_depth, reference=reference,
+            description=doc.splitlines()[0] if doc else "", defaults=defaults)
+        return fn
+
+    return decorator
+
+
+def _ensure_loaded() -> None:
+    # Importing the package registers every family (each file runs its decorators once).
+    from . import models  # noqa: F401
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Sorted registered names, optionally filtered by a shell-style ``pattern`` (``"resnet*"``)."""
+    _ensure_loaded()
+    names = sorted(_REGISTRY)
+    if pattern:
+        names = [n for n in names if fnmatch.fnmatch(n, pattern)]
+    return names
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry of ``name``; an unknown name raises ``ValueError`` with close matches."""
+    _ensure_loaded()
+    if not isinstance(name, str) or name not in _REGISTRY:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=5, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"name={name!r} is not a registered model{hint} "
+                         f"(accepted: {', '.join(sorted(_REGISTRY))})")
+    return _REGISTRY[name]
+
+
+def create(name: str, **kwargs: Any) -> nn.Module:
+    """Build the registered model ``name`` with ``kwargs`` and record its full ``config``.
+
+    Every model accepts ``num_classes``, ``width_mult``, ``depth_mult``, ``device`` and ``dtype``
+    plus its input description (``in_chans``/``img_size``, ``in_features``, ``vocab_size``,
+    ``seq_len``). An argument the builder does not take raises ``ValueError`` listing those it does.
+    """
+    entry = get_entry(name)
+    sig = inspect.signature(entry.builder)
+    unknown = [k for k in kwargs if k not in sig.parameters]
+    if unknown:
+        raise ValueError(f"{name}: argument(s) {', '.join(map(repr, unknown))} not accepted; "
+                         f"accepted: {', '.join(sig.parameters)}")
+    bound = sig.bind(**kwargs)
+    bound.apply_defaults()
+    model = entry.builder(**bound.arguments)
+    config = {"name": name}
+    config.update({k: v for k, v in bound.arguments.items() if k not in PLACEMENT_ARGS})
+    model._zoo_config = config
+    return model
+
+
+def from_config(config: dict, **overrides: Any) -> nn.Module:
+    """Rebuild the architecture a ``config`` (from ``model.config``) describes.
+
+    ``overrides`` may add placement arguments (``device="meta"``) or change any argument.
+    """
+    if not isinstance(config, dict) or "name" not in config:
+        raise ValueError(f"config={config!r} is not accepted: expected a dict with a 'name' key "
+                         f"(as returned by model.config)")
+    kwargs = {k: v for k, v in config.items() if k != "name"}
+    kwargs.update(overrides)
+    return create(config["name"], **kwargs)
