@@ -1,2 +1,6 @@
-"""One file per family; importing this package registers every model."""
-from . import linear, mlp  # noqa: F401
+"""One file per family; importing this package imports every module in it, which registers its models."""
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

@@ -1,0 +1,1 @@
+"""The benchmark CLI (``zoo-bench``) and its suites."""

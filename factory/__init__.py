@@ -1,0 +1,1 @@
+"""The constraint-aware factory (imports zoo and kernels, never the reverse)."""
