@@ -1,0 +1,262 @@
+"""ResNet (He et al., "Deep Residual Learning for Image Recognition", CVPR 2016,
+https://arxiv.org/abs/1512.03385) and SE-ResNet (Hu et al., CVPR 2018, https://arxiv.org/abs/1709.01507).
+
+The architecture and every parameter name are timm's ``resnet*`` / ``seresnet*`` (the torchvision
+"v1.5" layout: stride on the 3x3 conv of a bottleneck), so a timm ``state_dict`` loads strictly and
+gives the same logits. At ``width_mult=1`` and ``depth_mult=1`` the models are timm's exactly.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..registry import register_model
+from ..scaling import scale_depth, scale_width
+from ._image import ImageClassifier
+from .se import SEModule
+
+
+class BasicBlock(nn.Module):
+    r"""Two 3x3 convs with an identity (or 1x1 projection) shortcut: ResNet-18/34.
+
+    .. math:: y = \mathrm{ReLU}\big(\mathrm{SE}(\mathrm{BN}(W_2 * \mathrm{ReLU}(\mathrm{BN}(W_1 * x))))
+              + \mathrm{shortcut}(x)\big)
+
+    Shapes: (B, in_chs, H, W) -> (B, planes, H/stride, W/stride).
+    """
+    expansion = 1
+
+    def __init__(self, in_chs: int, planes: int, *, stride: int = 1, downsample: nn.Module | None = None,
+                 se: bool = False, act_layer: type[nn.Module] = nn.ReLU,
+                 norm_layer: type[nn.Module] = nn.BatchNorm2d, device=None, dtype=None):
+        super().__init__()
+        fk = dict(device=device, dtype=dtype)
+        out_chs = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_chs, planes, 3, stride=stride, padding=1, bias=False, **fk)
+        self.bn1 = norm_layer(planes, **fk)
+        self.act1 = act_layer(inplace=True)
+        self.conv2 = nn.Conv2d(planes, out_chs, 3, padding=1, bias=False, **fk)
+        self.bn2 = norm_layer(out_chs, **fk)
+        self.se = SEModule(out_chs, **fk) if se else None
+        self.act2 = act_layer(inplace=True)
+        self.downsample = downsample
+
+    def zero_init_last(self) -> None:
+        """Zero the residual branch's last BN scale, so the block starts as the identity (Goyal et
+        al. 2017, "Accurate, Large Minibatch SGD"; timm's default ``zero_init_last=True``)."""
+        nn.init.zeros_(self.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.act1(self.bn1(self.conv1(x)))
+        x = self.bn2(self.conv2(x))
+        if self.se is not None:
+            x = self.se(x)
+        if self.downsample is not None:  # after the branch, as timm: one fewer live activation
+            shortcut = self.downsample(shortcut)
+        x += shortcut
+        return self.act2(x)
+
+
+class Bottleneck(nn.Module):
+    r"""1x1 reduce -> 3x3 (carries the stride) -> 1x1 expand by 4, plus shortcut: ResNet-50/101.
+
+    .. math:: y = \mathrm{ReLU}\big(\mathrm{SE}(\mathrm{BN}(W_3 * \mathrm{ReLU}(\mathrm{BN}(W_2 *
+              \mathrm{ReLU}(\mathrm{BN}(W_1 * x)))))) + \mathrm{shortcut}(x)\big)
+
+    Shapes: (B, in_chs, H, W) -> (B, 4 * planes, H/stride, W/stride). The stride sits on the 3x3
+    conv (torchvision/timm "ResNet v1.5"), not on the first 1x1 as in the paper.
+    """
+    expansion = 4
+
+    def __init__(self, in_chs: int, planes: int, *, stride: int = 1, downsample: nn.Module | None = None,
+                 se: bool = False, act_layer: type[nn.Module] = nn.ReLU,
+                 norm_layer: type[nn.Module] = nn.BatchNorm2d, device=None, dtype=None):
+        super().__init__()
+        fk = dict(device=device, dtype=dtype)
+        out_chs = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_chs, planes, 1, bias=False, **fk)
+        self.bn1 = norm_layer(planes, **fk)
+        self.act1 = act_layer(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False, **fk)
+        self.bn2 = norm_layer(planes, **fk)
+        self.act2 = act_layer(inplace=True)
+        self.conv3 = nn.Conv2d(planes, out_chs, 1, bias=False, **fk)
+        self.bn3 = norm_layer(out_chs, **fk)
+        self.se = SEModule(out_chs, **fk) if se else None
+        self.act3 = act_layer(inplace=True)
+        self.downsample = downsample
+
+    def zero_init_last(self) -> None:
+        """Zero the residual branch's last BN scale (see :meth:`BasicBlock.zero_init_last`)."""
+        nn.init.zeros_(self.bn3.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.act1(self.bn1(self.conv1(x)))
+        x = self.act2(self.bn2(self.conv2(x)))
+        x = self.bn3(self.conv3(x))
+        if self.se is not None:
+            x = self.se(x)
+        if self.downsample is not None:
+            shortcut = self.downsample(shortcut)
+        x += shortcut
+        return self.act3(x)
+
+
+# Stage layout of each depth: (block, blocks per stage). Stage widths ("planes") are STAGE_PLANES;
+# each stage's output is planes * block.expansion channels, stages 2-4 halve the resolution.
+STAGE_PLANES = (64, 128, 256, 512)
+STEM_WIDTH = 64
+LAYOUTS: dict[int, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
+    #     block       blocks per stage
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+    101: (Bottleneck, (3, 4, 23, 3)),
+}
+
+
+class ResNet(ImageClassifier):
+    """ResNet / SE-ResNet: 7x7 stride-2 stem, 3x3 stride-2 max-pool, four residual stages, global
+    average pool, linear classifier.
+
+    Shapes: ``x`` (B, in_chans, H, W) -> features (B, 512 * expansion * w, H/32, W/32) ->
+    logits (B, num_classes), ``w`` the width multiplier.
+
+    Args:
+        block: :class:`BasicBlock` or :class:`Bottleneck`.
+        layers: blocks per stage (already depth-scaled).
+        stem_width / planes: stem and stage widths (already width-scaled).
+        se: add an :class:`SEModule` at the end of every residual branch (SE-ResNet).
+    """
+
+    def __init__(self, block: type[nn.Module], layers: tuple[int, ...], *, num_classes: int = 1000,
+                 in_chans: int = 3, img_size: int = 224, stem_width: int = STEM_WIDTH,
+                 planes: tuple[int, ...] = STAGE_PLANES, se: bool = False, drop_rate: float = 0.0,
+                 device=None, dtype=None):
+        super().__init__(num_classes=num_classes, in_chans=in_chans, img_size=img_size,
+                         drop_rate=drop_rate)
+        fk = dict(device=device, dtype=dtype)
+        self.conv1 = nn.Conv2d(in_chans, stem_width, 7, stride=2, padding=3, bias=False, **fk)
+        self.bn1 = nn.BatchNorm2d(stem_width, **fk)
+        self.act1 = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        in_chs = stem_width
+        for i, (stage_planes, n_blocks) in enumerate(zip(planes, layers)):
+            stride = 1 if i == 0 else 2
+            out_chs = stage_planes * block.expansion
+            downsample = None
+            if stride != 1 or in_chs != out_chs:  # 1x1 projection shortcut ("option B" of the paper)
+                downsample = nn.Sequential(nn.Conv2d(in_chs, out_chs, 1, stride=stride, bias=False, **fk),
+                                           nn.BatchNorm2d(out_chs, **fk))
+            blocks = [block(in_chs, stage_planes, stride=stride, downsample=downsample, se=se, **fk)]
+            blocks += [block(out_chs, stage_planes, se=se, **fk) for _ in range(n_blocks - 1)]
+            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))  # timm's (torchvision's) names
+            in_chs = out_chs
+        self.num_features = in_chs
+        self.fc = nn.Linear(in_chs, num_classes, **fk)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self, zero_init_last: bool = True) -> None:
+        """timm's ResNet init (and torchvision's with ``zero_init_residual=True``).
+
+        - Conv: Kaiming-normal, fan_out, ReLU gain (He et al. 2015): keeps the activation variance
+          of the backward pass constant through ReLU nets; timm and torchvision both use fan_out.
+        - BatchNorm: weight 1, bias 0 (the identity affine map; PyTorch's default, set explicitly).
+        - Last BN of each residual branch: weight 0 (``zero_init_last``), so every block starts as
+          the identity and the deep net trains like a shallow one at first (Goyal et al. 2017).
+        - Linear classifier: PyTorch's default (Kaiming-uniform, a = sqrt(5)), as timm leaves it.
+        All of these are in-place ``nn.init`` calls, which are no-ops on the meta device.
+        """
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_last:
+            for m in self.modules():
+                if hasattr(m, "zero_init_last"):
+                    m.zero_init_last()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))  # (B, stem, H/4, W/4)
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        return self.layer4(x)                                 # (B, num_features, H/32, W/32)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.mean((2, 3))                                    # (B, num_features): global avg pool
+        if self.drop_rate:
+            x = F.dropout(x, p=self.drop_rate, training=self.training)
+        return self.fc(x)                                     # (B, num_classes)
+
+
+def _resnet(depth: int, *, se: bool, num_classes: int, in_chans: int, img_size: int, width_mult: float,
+            depth_mult: float, drop_rate: float, device, dtype) -> ResNet:
+    block, layers = LAYOUTS[depth]
+    return ResNet(block, tuple(scale_depth(n, depth_mult) for n in layers),
+                  num_classes=num_classes, in_chans=in_chans, img_size=img_size,
+                  stem_width=scale_width(STEM_WIDTH, width_mult),
+                  planes=tuple(scale_width(c, width_mult) for c in STAGE_PLANES),
+                  se=se, drop_rate=drop_rate, device=device, dtype=dtype)
+
+
+@register_model(family="resnet", input_kind="image", reference="timm resnet18")
+def resnet18(*, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224, width_mult: float = 1.0,
+             depth_mult: float = 1.0, drop_rate: float = 0.0, device=None, dtype=None) -> ResNet:
+    """ResNet-18: basic blocks, 2-2-2-2 (11.7 M parameters at 1000 classes)."""
+    return _resnet(18, se=False, **locals())
+
+
+@register_model(family="resnet", input_kind="image", reference="timm resnet34")
+def resnet34(*, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224, width_mult: float = 1.0,
+             depth_mult: float = 1.0, drop_rate: float = 0.0, device=None, dtype=None) -> ResNet:
+    """ResNet-34: basic blocks, 3-4-6-3 (21.8 M parameters at 1000 classes)."""
+    return _resnet(34, se=False, **locals())
+
+
+@register_model(family="resnet", input_kind="image", reference="timm resnet50")
+def resnet50(*, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224, width_mult: float = 1.0,
+             depth_mult: float = 1.0, drop_rate: float = 0.0, device=None, dtype=None) -> ResNet:
+    """ResNet-50: bottleneck blocks, 3-4-6-3 (25.6 M parameters at 1000 classes)."""
+    return _resnet(50, se=False, **locals())
+
+
+@register_model(family="resnet", input_kind="image", reference="timm resnet101")
+def resnet101(*, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224, width_mult: float = 1.0,
+              depth_mult: float = 1.0, drop_rate: float = 0.0, device=None, dtype=None) -> ResNet:
+    """ResNet-101: bottleneck blocks, 3-4-23-3 (44.5 M parameters at 1000 classes)."""
+    return _resnet(101, se=False, **locals())
+
+
+@register_model(family="seresnet", input_kind="image", reference="timm seresnet18")
+def seresnet18(*, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224, width_mult: float = 1.0,
+               depth_mult: float = 1.0, drop_rate: float = 0.0, device=None, dtype=None) -> ResNet:
+    """SE-ResNet-18: ResNet-18 with a squeeze-and-excitation module in every block."""
+    return _resnet(18, se=True, **locals())
+
+
+@register_model(family="seresnet", input_kind="image", reference="timm seresnet34")
+def seresnet34(*, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224, width_mult: float = 1.0,
+               depth_mult: float = 1.0, drop_rate: float = 0.0, device=None, dtype=None) -> ResNet:
+    """SE-ResNet-34: ResNet-34 with a squeeze-and-excitation module in every block."""
+    return _resnet(34, se=True, **locals())
+
+
+@register_model(family="seresnet", input_kind="image", reference="timm seresnet50")
+def seresnet50(*, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224, width_mult: float = 1.0,
+               depth_mult: float = 1.0, drop_rate: float = 0.0, device=None, dtype=None) -> ResNet:
+    """SE-ResNet-50: ResNet-50 with a squeeze-and-excitation module in every block."""
+    return _resnet(50, se=True, **locals())
+
+
+@register_model(family="seresnet", input_kind="image", reference="timm seresnet101")
+def seresnet101(*, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224, width_mult: float = 1.0,
+                depth_mult: float = 1.0, drop_rate: float = 0.0, device=None, dtype=None) -> ResNet:
+    """SE-ResNet-101: ResNet-101 with a squeeze-and-excitation module in every block."""
+    return _resnet(101, se=True, **locals())
