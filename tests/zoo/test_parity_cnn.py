@@ -121,7 +121,7 @@ def test_logits_equal_timm_for_the_same_weights(name, kwargs, timm_name):
 
 def _timm_mobilenetv2_se(width_mult: float) -> EfficientNet:
     """timm's MobileNetV2 (``_gen_mobilenet_v2``'s arguments) with "se0.25" on every block."""
-    arch = [[f"ds_r1_k3_s1_c16_se0.25"]] + [[f"ir_r{n}_k3_s{s}_e{t}_c{c}_se0.25"] for t, c, n, s in CONFIG[1:]]
+    arch = [["ds_r1_k3_s1_c16_se0.25"]] + [[f"ir_r{n}_k3_s{s}_e{t}_c{c}_se0.25"] for t, c, n, s in CONFIG[1:]]
     round_fn = partial(round_channels, multiplier=width_mult)
     return EfficientNet(block_args=decode_arch_def(arch), num_features=max(1280, round_fn(1280)),
                         stem_size=32, round_chs_fn=round_fn, act_layer=nn.ReLU6, num_classes=NUM_CLASSES)
