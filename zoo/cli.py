@@ -35,6 +35,64 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_value(text: str):
+    """``--arg`` value: a JSON literal (``3``, ``0.5``, ``true``, ``null``, ``[1, 2]``), Python's
+    ``True``/``False``/``None``, or else the string itself."""
+    python_literals = {"True": True, "False": False, "None": None}
+    if text in python_literals:
+        return python_literals[text]
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _parse_overrides(pairs: list[str]) -> dict:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--arg {pair!r} is not accepted: expected KEY=VALUE, e.g. --arg width_mult=0.5")
+        overrides[key.strip()] = _parse_value(value.strip())
+    return overrides
+
+
+def _model_for_export(args: argparse.Namespace):
+    """The model ``zoo export`` writes: a zoo file loaded, or a registry name built."""
+    from pathlib import Path
+
+    from .io import load
+
+    overrides = _parse_overrides(args.arg)
+    if args.num_classes is not None:
+        overrides["num_classes"] = args.num_classes
+    if args.img_size is not None:
+        overrides["img_size"] = args.img_size
+    source = args.model
+    if source in list_models():
+        return create(source, **overrides)
+    if Path(source).is_file() or source.endswith(".safetensors"):
+        if overrides:
+            raise ValueError(f"{', '.join(sorted(overrides))} cannot be changed for a saved model "
+                             f"({source}): its architecture is fixed by the weights in the file")
+        return load(source)
+    get_entry(source)  # raises ValueError naming close registry names
+    raise AssertionError("unreachable")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .onnx_export import export_onnx
+
+    model = _model_for_export(args)
+    path = export_onnx(model, args.out, batch_size=args.batch_size,
+                       dynamic_batch=not args.static_batch, opset=args.opset)
+    n_params = sum(p.numel() for p in model.parameters())
+    axes = "static batch" if args.static_batch else "dynamic batch"
+    print(f"wrote {path} ({model.config['name']}, {n_params:,} params, {axes}, "
+          f"inputs {', '.join(model.input_names)} -> outputs {', '.join(model.output_names)})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -42,6 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. 'resnet*'")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
+    p = sub.add_parser("export", help="write a registry model or a saved .safetensors model as ONNX",
+                       description="Export a model to one self-contained ONNX file (Conv+BN folded, "
+                                   "config in its metadata), written atomically.")
+    p.add_argument("model", metavar="NAME_OR_FILE",
+                   help="a registry name (see `zoo list`) or a file written by zoo.save()")
+    p.add_argument("--out", required=True, metavar="PATH", help="the .onnx file to write")
+    p.add_argument("--batch-size", type=int, default=1, metavar="N",
+                   help="batch of the traced example (the exported batch is dynamic unless --static-batch)")
+    p.add_argument("--static-batch", action="store_true", help="fix the batch axis to --batch-size")
+    p.add_argument("--opset", type=int, default=None, metavar="K", help="ONNX opset (default: 18)")
+    p.add_argument("--num-classes", type=int, default=None, metavar="K", help="output size (registry names)")
+    p.add_argument("--img-size", type=int, default=None, metavar="N",
+                   help="input resolution of an image model (registry names)")
+    p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other builder argument, repeatable: --arg width_mult=0.5 --arg depth_mult=2")
+    p.set_defaults(func=cmd_export)
     # `zoo build` belongs to the factory (a layer above); main() hands its arguments over unparsed.
     sub.add_parser("build", add_help=False,
                    help="choose the largest model fitting task, data and budgets (zoo build -h)")

@@ -165,3 +165,55 @@ def test_read_metadata_rejects_foreign_files(tmp_path):
     junk.write_bytes(b"\x00not onnx")
     with pytest.raises(zoo.ModelFileError):
         read_onnx_metadata(junk)
+
+
+# --- `zoo export` ----------------------------------------------------------------------------
+
+def test_cli_exports_a_registry_name_with_overrides(tmp_path, capsys):
+    from zoo.cli import main
+
+    out = tmp_path / "m.onnx"
+    rc = main(["export", "mlp", "--out", str(out), "--num-classes", "3", "--arg", "hidden=32",
+               "--arg", "norm=layernorm", "--arg", "width_mult=0.5", "--opset", "19"])
+    assert rc == 0 and "wrote" in capsys.readouterr().out
+    config = read_onnx_metadata(out)["config"]
+    assert (config["num_classes"], config["hidden"], config["norm"], config["width_mult"]) == \
+        (3, 32, "layernorm", 0.5)
+
+
+def test_cli_exports_a_saved_file(tmp_path):
+    from zoo.cli import main
+
+    model = build_small("mlp").eval()
+    zoo.save(model, tmp_path / "m.safetensors")
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(tmp_path / "m.safetensors"), "--out", str(out), "--static-batch",
+                 "--batch-size", "2"]) == 0
+    x = model.example_inputs(batch_size=2)[0]
+    with torch.no_grad():
+        assert _rel_err(_session(out).run(None, {"x": x.numpy()})[0], model(x).numpy()) <= RTOL
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["export", "resnt18"], "did you mean resnet18"),
+    (["export", "mlp", "--arg", "hidden"], "expected KEY=VALUE"),
+    (["export", "mlp", "--arg", "bogus=1"], "'bogus' not accepted"),
+    (["export", "mlp", "--img-size", "32"], "'img_size' not accepted"),
+    (["export", "missing.safetensors"], "no such file"),
+])
+def test_cli_errors_are_clear(argv, message, tmp_path, capsys):
+    from zoo.cli import main
+
+    assert main(argv + ["--out", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zoo export: error:") and message in err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_cli_refuses_overrides_for_a_saved_file(tmp_path, capsys):
+    from zoo.cli import main
+
+    zoo.save(build_small("mlp"), tmp_path / "m.safetensors")
+    assert main(["export", str(tmp_path / "m.safetensors"), "--out", str(tmp_path / "m.onnx"),
+                 "--num-classes", "3"]) == 2
+    assert "cannot be changed for a saved model" in capsys.readouterr().err
