@@ -1,6 +1,6 @@
 """The one timing loop of the project, and a record of what the numbers were measured on.
 
-:func:`time_callable` is used by latency measurement (ONNX Runtime and PyTorch eager) and by every
+:func:`time_callable` (and :func:`time_interleaved`, its paired form for comparisons) is used by latency measurement (ONNX Runtime and PyTorch eager) and by every
 benchmark; nobody else writes a timing loop. :func:`runtime_info` records the device, the thread
 settings and the library versions that belong next to every figure.
 
@@ -79,22 +79,61 @@ def time_callable(fn: Callable[[], object], *, warmup: int, runs: int, min_time_
             sync()
     samples: list[float] = []
     total_ns, budget_ns = 0, int((min_time_s or 0.0) * 1e9)
-    gc.collect()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _gc_paused():
         while len(samples) < runs or (total_ns < budget_ns and len(samples) < MAX_RUNS_FOR_MIN_TIME):
-            start = time.perf_counter_ns()
-            fn()
-            if sync is not None:
-                sync()
-            elapsed = time.perf_counter_ns() - start
+            elapsed = _timed_call_ns(fn, sync)
             total_ns += elapsed
             samples.append(elapsed / 1e6)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return Timing.from_samples(samples)
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], *, warmup: int, runs: int,
+                     sync: Callable[[], object] | None = None) -> dict[str, Timing]:
+    """Time several functions in paired, interleaved runs: one call of each per round.
+
+    For comparisons (ours vs timm, folded vs unfolded): a drift of the machine during the
+    measurement (another process, a clock change, a warming cache) hits every function alike
+    instead of whichever ran last. The order alternates between rounds (A B, B A, ...) so neither
+    always runs right after the other. Compare the medians. Returns ``{name: Timing}``.
+    """
+    if not isinstance(fns, dict) or not fns or not all(callable(f) for f in fns.values()):
+        raise ValueError(f"fns={fns!r} is not accepted: expected a non-empty dict of name -> callable")
+    _check_count("warmup", warmup, 0)
+    _check_count("runs", runs, 1)
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+            if sync is not None:
+                sync()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    with _gc_paused():
+        for r in range(runs):
+            for name in (names if r % 2 == 0 else names[::-1]):
+                samples[name].append(_timed_call_ns(fns[name], sync) / 1e6)
+    return {name: Timing.from_samples(samples[name]) for name in names}
+
+
+def _timed_call_ns(fn: Callable[[], object], sync: Callable[[], object] | None) -> int:
+    start = time.perf_counter_ns()
+    fn()
+    if sync is not None:
+        sync()
+    return time.perf_counter_ns() - start
+
+
+class _gc_paused:
+    """Context manager: collect once, then keep the garbage collector off until exit."""
+
+    def __enter__(self):
+        gc.collect()
+        self._was_enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc):
+        if self._was_enabled:
+            gc.enable()
+        return False
 
 
 def available_cpus() -> int:

@@ -16,7 +16,7 @@ import torch
 
 import zoo
 from factory.latency import LatencyResult, measure_eager_latency, measure_latency
-from factory.timing import Timing, physical_cores, runtime_info, time_callable
+from factory.timing import Timing, physical_cores, runtime_info, time_callable, time_interleaved
 from tests.conftest import build_small
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -183,3 +183,13 @@ def test_eager_latency_rejects_bad_inputs():
         measure_eager_latency(model, (), runs=1)
     with pytest.raises(ValueError, match="model=str"):
         measure_eager_latency("mlp", model.example_inputs(), runs=1)
+
+
+def test_time_interleaved_alternates_and_summarises_each():
+    order = []
+    res = time_interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+                           warmup=1, runs=4)
+    assert order == ["a", "b"] + ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert set(res) == {"a", "b"} and res["a"].runs == res["b"].runs == 4
+    with pytest.raises(ValueError, match="fns="):
+        time_interleaved({}, warmup=0, runs=1)
