@@ -118,6 +118,8 @@ def _hooked(m: nn.Module) -> bool:
 def find_conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
     """Qualified names ``(conv, bn)`` of every pair :func:`fold_conv_bn` would fold in ``model``
     (traced as it is: put it in eval mode first), by the rules in the module docstring."""
+    if not any(type(m) is nn.BatchNorm2d for m in model.modules()):
+        return []  # nothing to fold: no trace attempted, so no warning for an untraceable model
     graph, opaque_types = _trace(model)
     if graph is None:
         return []
