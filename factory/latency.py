@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .timing import Timing, library_versions, physical_cores, time_callable
+from .timing import Timing, library_versions, physical_cores, time_callable, torch_threads
 
 PROVIDERS = ("cpu", "cuda")
 _PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -179,14 +179,12 @@ def measure_eager_latency(model: nn.Module, inputs, *, warmup: int = 10, runs: i
     names += [f"input{i}" for i in range(len(names), len(inputs))]
     cuda = inputs[0].device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else None
-    was_training, old_threads = model.training, torch.get_num_threads()
+    was_training = model.training
     model.eval()
-    torch.set_num_threads(threads)
     try:
-        with torch.inference_mode():
+        with torch_threads(threads), torch.inference_mode():
             timing = time_callable(lambda: model(*inputs), warmup=warmup, runs=runs, sync=sync)
     finally:
-        torch.set_num_threads(old_threads)
         model.train(was_training)
     return LatencyResult(**timing.to_dict(), threads=threads,
                          provider="torch-eager-cuda" if cuda else "torch-eager-cpu",

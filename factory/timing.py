@@ -9,6 +9,7 @@ This module imports only the standard library, so the isolated ONNX Runtime time
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import os
@@ -136,6 +137,23 @@ class _gc_paused:
         return False
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int):
+    """Run the block with ``torch.set_num_threads(threads)``, restoring the previous count after.
+
+    (torch is imported here, on use: the rest of this module never imports it.)
+    """
+    import torch
+
+    _check_count("threads", threads, 1)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def available_cpus() -> int:
     """CPUs this process may run on (its affinity mask), not the machine's total."""
     try:
@@ -200,7 +218,7 @@ def library_versions() -> dict[str, str | None]:
 
 
 def runtime_info(device: str = "cpu") -> dict:
-    """Where and how figures were measured: device name, threads, thread env, versions.
+    """Where and how figures were measured: device name, threads, thread env, load, versions.
 
     ``device``: ``"cpu"`` or ``"cuda"`` (``"cuda:N"``); for a GPU its name comes from torch. Torch's
     intra-op and inter-op thread counts are recorded when torch is already imported (this function
@@ -221,6 +239,9 @@ def runtime_info(device: str = "cpu") -> dict:
     info["torch_threads"] = torch.get_num_threads() if torch is not None else None
     info["torch_interop_threads"] = torch.get_num_interop_threads() if torch is not None else None
     info["env"] = {k: os.environ[k] for k in THREAD_ENV if k in os.environ}
+    # Other work on the machine while measuring: with more runnable threads than cores, a
+    # multi-threaded timing waits for time slices and can read several times slower.
+    info["load_average"] = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
     info["versions"] = library_versions()
     info["platform"] = platform.platform()
     return info
