@@ -31,8 +31,9 @@ Three implementations, tested equal (outputs and gradients w.r.t. ``x``):
 :func:`gcn_adjacency` normalises a graph once and returns a :class:`CSRAdjacency` (fast path) or an
 :class:`EdgeListAdjacency` (exportable path), both with ``.propagate(x, bias=None)``, for a model
 to share between its layers; :func:`propagate` is the one-call form. The exportable path is taken
-while exporting or compiling, on the meta device / fake tensors, for dtypes the CSR product does
-not support on CPU (float16, bfloat16) and when ``edge_weight`` requires a gradient.
+while exporting or compiling, on the meta device / fake tensors / under a dispatch mode such as
+``FlopCounterMode``, for dtypes the CSR product does not support on CPU (float16, bfloat16) and
+when ``edge_weight`` requires a gradient (:func:`use_exportable_path`).
 """
 from __future__ import annotations
 
@@ -150,20 +151,21 @@ def propagate_scatter(x: torch.Tensor, edge_index: torch.Tensor,
 # ---------------------------------------------------------------------------------------------------
 
 def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
-    """CSR (n x n) summing duplicate (row, col) entries.
+    """CSR (n x n) with ``M[rows[e], cols[e]] += values[e]``.
 
-    Indices are stored as int32 when they fit: MKL's sparse product takes int32 indices, and with
+    Built by one stable sort on the row (a counting layout, half the cost of ``coalesce()``'s
+    two-key sort and merge): duplicate (row, col) entries stay separate, which the product sums
+    anyway. Indices are int32 when they fit: MKL's sparse product takes int32 indices, and with
     int64 ones PyTorch converts both index arrays on every call (a third of the product's time).
     """
-    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n),
-                                  check_invariants=False).coalesce()
+    index_dtype = torch.int32 if max(n, values.numel()) < 2**31 - 1 else torch.int64
+    order = torch.argsort(rows, stable=True)
+    crow = torch.zeros(n + 1, dtype=index_dtype, device=rows.device)
+    crow[1:] = torch.bincount(rows, minlength=n).cumsum(0)  # (n + 1,) row starts
     with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
         warnings.filterwarnings("ignore", message=".*[Ss]parse CSR tensor support is in beta")
-        csr = coo.to_sparse_csr()
-    if max(n, csr.values().numel()) < 2**31 - 1:
-        csr = torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(),
-                                      csr.values(), (n, n), check_invariants=False)
-    return csr
+        return torch.sparse_csr_tensor(crow, cols[order].to(index_dtype), values[order], (n, n),
+                                       check_invariants=False)
 
 
 class CSRAdjacency:
@@ -319,12 +321,25 @@ def _is_fake(t: torch.Tensor) -> bool:
     return is_fake(t)
 
 
+def _dispatch_mode_active() -> bool:
+    try:
+        from torch.utils._python_dispatch import _get_current_dispatch_mode
+    except ImportError:  # pragma: no cover - private API moved
+        return False
+    return _get_current_dispatch_mode() is not None
+
+
 def use_exportable_path(x: torch.Tensor, edge_weight: torch.Tensor | None = None) -> bool:
-    """True while exporting / compiling / tracing on meta or fake tensors, for dtypes CSR products
-    do not support, and when ``edge_weight`` needs a gradient: then :func:`propagate_scatter`."""
+    """True when :func:`propagate_scatter` must be used instead of the CSR product.
+
+    That is: while exporting or compiling; on meta or fake tensors; under any Python dispatch mode
+    (``FakeTensorMode``, ``FlopCounterMode``, which would count the sparse product as a dense
+    N x N one, and other tracers: plain ops are what every such tool understands); for dtypes the
+    CSR product does not support on CPU; and when ``edge_weight`` needs a gradient.
+    """
     return (torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
             or torch.compiler.is_compiling() or x.device.type == "meta" or _is_fake(x)
-            or x.dtype not in _SPARSE_DTYPES
+            or _dispatch_mode_active() or x.dtype not in _SPARSE_DTYPES
             or (edge_weight is not None and edge_weight.requires_grad))
 
 

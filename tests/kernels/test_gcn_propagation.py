@@ -175,6 +175,16 @@ def test_meta_and_half_use_the_exportable_path():
                                propagate_dense_ref(half.float(), edge_index), rtol=2e-2, atol=2e-2)
 
 
+def test_flop_counter_sees_plain_ops_not_a_dense_product():
+    from torch.utils.flop_counter import FlopCounterMode
+    edge_index, _ = random_graph(500, 2000, seed=12)
+    x = torch.randn(500, 8)
+    with FlopCounterMode(display=False) as counter:
+        out = propagate(x, edge_index)
+    assert counter.get_total_flops() < 2 * 500 * 500 * 8  # never counted as a dense N x N matmul
+    torch.testing.assert_close(out, propagate_dense_ref(x, edge_index), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("edge_index, match", [
     (torch.zeros(3, 4, dtype=torch.long), r"edge_index.shape=\(3, 4\)"),
     (torch.zeros(2, 4), "edge_index.dtype=torch.float32"),
