@@ -83,6 +83,22 @@ def test_onnx_runtime_equals_pytorch(name, tmp_path):
                             f"input shapes {[tuple(t.shape) for t in inputs]}"
 
 
+TOKEN_MODELS = [n for n in MODELS if "vocab_size" in zoo.get_entry(n).defaults]
+
+
+@pytest.mark.parametrize("name", TOKEN_MODELS)
+def test_token_id_inputs_export_with_their_range(name, tmp_path):
+    model = build_small(name, vocab_size=30).eval()
+    path = zoo.export_onnx(model, tmp_path / f"{name}.onnx")
+    (desc,) = read_onnx_metadata(path)["inputs"]
+    assert desc["dtype"] == "int64" and 1 <= desc["high"] <= 30  # a timer draws ids below it
+    sess = _session(path)
+    for batch in (1, 4):
+        x = model.example_inputs(batch_size=batch)[0]
+        with torch.no_grad():
+            assert _rel_err(sess.run(None, {"x": x.numpy()})[0], model(x).numpy()) <= RTOL
+
+
 def test_export_leaves_model_untouched(tmp_path):
     model = build_small("mlp", norm="batchnorm").train()
     _randomise_norm_stats(model)
