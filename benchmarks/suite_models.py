@@ -13,7 +13,9 @@ Per model (registry defaults; ``--img-size`` changes image models' resolution), 
 and a ``fold_conv_bn`` row (when ``resnet50`` is selected): resnet50 eager, folded
 (:func:`kernels.fold_bn.fold_conv_bn`) vs unfolded, paired and interleaved.
 
-All timings use the same number of threads (``--threads``, default: the physical cores).
+All timings use the same number of threads (``--threads``, default: the physical cores). A model
+whose measurement fails (e.g. its export) gets an ``error`` entry instead of figures, the others
+are still measured, and the exit status is 1.
 """
 from __future__ import annotations
 
@@ -134,18 +136,27 @@ def run(args: argparse.Namespace) -> int:
     print(f"batch 1, {args.warmup} warm-up + {args.runs} timed runs per figure, {threads} threads "
           f"(torch and ONNX Runtime; ORT isolated in a subprocess, spinning off); "
           f"figures: median [min-max]\n")
-    rows = [measure_model(name, args, threads) for name in progress(names, desc="models")]
+    rows = []
+    for name in progress(names, desc="models"):
+        try:
+            rows.append(measure_model(name, args, threads))
+        except Exception as exc:  # noqa: BLE001 - one model's failure must not lose the others'
+            message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            rows.append({"model": name, "error": message})
     fold = measure_fold(args, threads) if FOLD_MODEL in names else None
 
     for r in rows:
-        r["_timm"] = r["timm"]["timm"] if r["timm"] else None
-        r["_ours_timm"] = r["timm"]["ours_over_timm"] if r["timm"] else None
+        r["_timm"] = r["timm"]["timm"] if r.get("timm") else None
+        r["_ours_timm"] = r["timm"]["ours_over_timm"] if r.get("timm") else None
     print_table(rows, [("model", "model"), ("params", "params", fmt_count),
                        ("flops", "FLOPs", fmt_count), ("eager", "eager ms"),
                        ("onnx", "ONNX Runtime ms"), ("eager_over_onnx", "eager/ORT"),
                        ("_timm", "timm eager ms (paired)"), ("_ours_timm", "ours/timm")])
     for r in rows:
         del r["_timm"], r["_ours_timm"]
+    failed = [r for r in rows if "error" in r]
+    for r in failed:
+        print(f"{r['model']}: FAILED: {r['error']}")
     if fold is not None:
         print(f"\nfold_conv_bn, {fold['model']} eager {fold['input_shapes'][0]}: "
               f"unfolded {fmt_figure(fold['unfolded'])} ms, folded {fmt_figure(fold['folded'])} ms, "
@@ -156,9 +167,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nwrote {args.json}")
     if args.plot:
         plot_figures(args.plot, [r["model"] for r in rows],
-                     {"PyTorch eager": [r["eager"] for r in rows],
-                      "ONNX Runtime": [r["onnx"] for r in rows],
-                      "timm eager (paired)": [r["timm"]["timm"] if r["timm"] else None for r in rows]},
+                     {"PyTorch eager": [r.get("eager") for r in rows],
+                      "ONNX Runtime": [r.get("onnx") for r in rows],
+                      "timm eager (paired)": [r["timm"]["timm"] if r.get("timm") else None
+                                              for r in rows]},
                      title=f"batch 1, {threads} threads, {info['device']}")
         print(f"wrote {args.plot}")
-    return 0
+    return 1 if failed else 0
