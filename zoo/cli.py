@@ -81,13 +81,14 @@ def _model_for_export(args: argparse.Namespace):
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .onnx_export import export_onnx
+    from .onnx_export import dynamic_axes_for, export_onnx
 
     model = _model_for_export(args)
     path = export_onnx(model, args.out, batch_size=args.batch_size,
                        dynamic_batch=not args.static_batch, opset=args.opset)
     n_params = sum(p.numel() for p in model.parameters())
-    axes = "static batch" if args.static_batch else "dynamic batch"
+    dims = sorted({d for axes in dynamic_axes_for(model).values() for d in axes.values()})
+    axes = "static shapes" if args.static_batch else f"dynamic {', '.join(dims)}"
     print(f"wrote {path} ({model.config['name']}, {n_params:,} params, {axes}, "
           f"inputs {', '.join(model.input_names)} -> outputs {', '.join(model.output_names)})")
     return 0
