@@ -2,8 +2,8 @@
 
 Per model (registry defaults; ``--img-size`` changes image models' resolution), batch 1:
 
-* parameters, and forward FLOPs from PyTorch's ``FlopCounterMode`` (2 per multiply-add,
-  :func:`factory.estimators.count_flops`);
+* parameters, and forward FLOPs counted by PyTorch's ``FlopCounterMode`` on the model itself
+  (2 per multiply-add; ops it has no formula for, e.g. element-wise ones, count 0);
 * PyTorch eager latency (:func:`factory.latency.measure_eager_latency`, inference mode);
 * ONNX Runtime latency of the model's ONNX export (:func:`factory.latency.measure_latency`,
   isolated in a fresh process), and eager / ORT;
@@ -77,7 +77,6 @@ def measure_model(name: str, args, threads: int) -> dict:
     from pathlib import Path
 
     import zoo
-    from factory.estimators import count_flops
     from factory.latency import measure_eager_latency, measure_latency
 
     model = _build(name, args.img_size)
@@ -85,7 +84,7 @@ def measure_model(name: str, args, threads: int) -> dict:
     entry = zoo.get_entry(name)
     row = {"model": name, "family": entry.family, "input_shapes": [list(t.shape) for t in inputs],
            "params": sum(p.numel() for p in model.parameters()),
-           "flops": count_flops(model.config, batch_size=1)}
+           "flops": count_flops(model, inputs)}
     eager = measure_eager_latency(model, inputs, warmup=args.warmup, runs=args.runs, threads=threads)
     row["eager"] = figure(eager)
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
@@ -95,6 +94,16 @@ def measure_model(name: str, args, threads: int) -> dict:
     row["eager_over_onnx"] = ratio(row["eager"], row["onnx"])
     row["timm"] = _timm_pair(name, model, inputs, args, threads) if name in TIMM_TWINS else None
     return row
+
+
+def count_flops(model, inputs) -> int:
+    """Forward FLOPs of ``model(*inputs)`` by ``torch.utils.flop_counter.FlopCounterMode``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(*inputs)
+    return int(counter.get_total_flops())
 
 
 def _timm_pair(name: str, model, inputs, args, threads: int) -> dict:
