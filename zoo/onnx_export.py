@@ -10,8 +10,10 @@ the dynamo exporter (``torch.export`` + onnxscript) takes about 1.5-2 s for a 32
 0.05 s. We still use the dynamo exporter for every model, because the legacy exporter translated
 ``index_add_`` with repeated destination indices (every GCN aggregation) into a ``ScatterND``
 without reduction: later writes overwrite earlier ones, and ONNX Runtime's output differed from
-PyTorch's by 40-150 % (relative max-abs error) on small graphs. It is also deprecated. A
-``zoo build`` exports only its finalists, so the extra second per export fits its budget.
+PyTorch's by 40-150 % (relative max-abs error) on small graphs. It is also deprecated. The first
+dynamo export in a process pays about 2 s more (imports and warm-up of torch.export/onnxscript);
+a ``zoo build`` should export only its finalists. (Legacy export did not slow later eager timings
+here either: resnet18 eager stayed at 14 ms before and after two exports, torch 2.14.1.)
 
 ``torch.export`` specialises dimensions of size 1, so the example traced has batch >= 2 whenever
 the batch is dynamic (a batch-1 example froze an LSTM's batch dimension).
