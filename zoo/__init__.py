@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BudgetError", "ModelFileError", "build", "create", "export_onnx", "from_config", "get_entry",
-    "list_models", "load", "make_divisible", "register_model", "save", "scale_depth", "scale_width",
+    "list_models", "load", "read_onnx_metadata", "make_divisible", "register_model", "save", "scale_depth", "scale_width",
 ]
 
 
@@ -38,3 +38,10 @@ def export_onnx(model, path, **kwargs):
     from .onnx_export import export_onnx as _export
 
     return _export(model, path, **kwargs)
+
+
+def read_onnx_metadata(path):
+    """The zoo metadata (config, spec, inputs) of an exported ONNX file; see :mod:`zoo.onnx_export`."""
+    from .onnx_export import read_onnx_metadata as _read
+
+    return _read(path)

@@ -162,15 +162,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, batch_size: int = 
     with atomic_path(target, suffix=".onnx") as tmp:
         # One self-contained file: every initializer inline, no ``.onnx.data`` beside it.
         onnx.save_model(proto, str(tmp), save_as_external_data=False)
-        _chmod_like_new_file(tmp)
     return target
-
-
-def _chmod_like_new_file(path: Path) -> None:
-    """Give ``path`` the permissions ``open()`` would (0666 less the umask), not mkstemp's 0600."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def _dynamo_export(net, inputs, input_names, output_names, dynamic_shapes, opset):

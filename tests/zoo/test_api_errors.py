@@ -91,3 +91,12 @@ def test_failed_save_keeps_good_file(tmp_path, monkeypatch):
 def test_save_to_missing_folder_is_clear(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         zoo.save(build_small("mlp"), tmp_path / "nope" / "m.safetensors")
+
+
+def test_saved_file_has_normal_permissions(tmp_path):
+    import os
+    path = tmp_path / "m.safetensors"
+    zoo.save(build_small("mlp"), path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)

@@ -50,7 +50,9 @@ class LSTMClassifier(ZooModel):
             x = self.embed(x)  # (B, T) -> (B, T, in_features)
         _, (h_n, _) = self.lstm(x)  # h_n: (layers * directions, B, hidden)
         last = h_n[-self.directions:]  # (directions, B, hidden): last layer, [forward, reverse]
-        return last.transpose(0, 1).reshape(last.shape[1], -1)  # (B, directions * hidden)
+        # Batch from the input, not from h_n: torch.export (2.11) gave h_n a symbolic shape that
+        # made reshape(last.shape[1], -1) fail with a dynamic batch.
+        return last.transpose(0, 1).reshape(x.shape[0], -1)  # (B, directions * hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.drop(self.features(x)))  # (B, num_classes)
