@@ -1,0 +1,422 @@
+"""The multiplier search: the largest model that meets every budget and the data cap.
+
+For each candidate family (in the policy's preference order) the search walks its
+compound-scaling path (:func:`factory.policy.scaling_path`: width and depth grow together) and
+finds the largest point that fits:
+
+1. **data cap and memory, by bisection** -- parameters are counted and training memory traced on
+   fake tensors (cheap), both monotone along the path;
+2. **latency, by prediction and few measurements** -- only finalists are exported to ONNX and
+   timed (:func:`factory.latency.measure_latency`): first the largest point that fits memory; if
+   it is too slow, the smallest; then points predicted (log-log interpolation of latency against
+   FLOPs between the measured brackets) to meet the budget, at most :data:`MAX_MEASUREMENTS` per
+   family. A family whose largest point cannot beat the best model found so far is not measured.
+
+Across families the largest model wins; equal sizes go to the preferred family. So an earlier
+family is passed over only when it fails a budget or a later one fits a larger model.
+
+Monotone by construction -- loosening a budget or adding data never gives a smaller model:
+
+* the policy only adds families as data grows or a budget loosens, and the winner is a maximum
+  over families, each of whose best point is monotone;
+* caps and memory estimates are deterministic and monotone along the path;
+* latency is noisy, so every measurement is cached per architecture for the process, and a point
+  counts as fast enough when its *envelope* -- the smallest latency measured at it or any larger
+  point of the path -- meets the budget (a model is never slower than a larger one of its path).
+  New measurements only lower the envelope, so a point once feasible stays feasible.
+* a latency margin (:data:`LATENCY_MARGIN`) keeps the chosen model's median under the budget
+  when it is measured again.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import zoo
+from zoo.errors import BudgetError
+
+from . import estimators, policy
+
+MAX_MEASUREMENTS = 4      # latency measurements (exports) per family, at most
+LATENCY_MARGIN = 0.10     # aim 10 % under latency_ms: a re-measured median stays within budget
+LATENCY_WARMUP = 10
+LATENCY_RUNS = 30
+
+_PARAMS_CACHE: dict[str, int] = {}
+_FLOPS_CACHE: dict[str, int] = {}
+_LATENCY_CACHE: dict[str, object] = {}   # config + provider -> factory.latency.LatencyResult
+STATS = {"measured": 0, "exported": 0}   # process-wide counters (benchmarks read them)
+
+
+@dataclass
+class Problem:
+    """What one ``build`` call asks for, resolved (see :func:`factory.build.build`)."""
+    task: policy.Task
+    n_samples: int
+    input_shape: tuple[int, ...]
+    num_classes: int
+    batch_size: int
+    optimizer: str
+    dtype: str
+    device: str
+    vram_gb: float | None
+    latency_ms: float | None
+    input_kwargs: dict | None = None
+    provider: str = "cpu"
+
+    @property
+    def loss(self) -> str:
+        return "cross_entropy" if self.task.classification else "mse"
+
+    def base_kwargs(self, registry: str) -> dict:
+        """Constructor arguments describing the input and output, as ``registry`` takes them."""
+        kind = self.task.input_kind
+        s = self.input_shape
+        kw = {"num_classes": self.num_classes}
+        if kind == "tabular":
+            kw["in_features"] = s[0]
+        elif kind == "image":
+            kw.update(in_chans=s[0], img_size=max(s[1], s[2]))
+        elif kind == "sequence":
+            kw.update(seq_len=s[0], in_features=s[1])
+        else:
+            kw.update(num_nodes=s[0], in_features=s[1])
+        accepted = zoo.get_entry(registry).defaults
+        return {k: v for k, v in kw.items() if k in accepted or k == "num_classes"}
+
+
+@dataclass
+class Point:
+    """One architecture on a family's path, with whatever costs were computed for it."""
+    family: str
+    index: int
+    width_mult: float
+    depth_mult: float
+    config: dict
+    params: int
+    memory: estimators.MemoryEstimate | None = None
+    flops: int | None = None
+    latency: object | None = None          # LatencyResult
+    latency_envelope: float | None = None
+
+    def label(self) -> str:
+        return f"{self.family} (width {self.width_mult:g}, depth {self.depth_mult:g})"
+
+    def to_dict(self) -> dict:
+        d = {"family": self.family, "registry": self.config["name"],
+             "width_mult": self.width_mult, "depth_mult": self.depth_mult, "params": self.params}
+        if self.memory is not None:
+            d["memory_gb"] = round(self.memory.total / 1e9, 6)
+        if self.flops is not None:
+            d["flops"] = self.flops
+        if self.latency is not None:
+            d["latency_ms"] = round(self.latency.median_ms, 4)
+        return d
+
+
+@dataclass
+class FamilyOutcome:
+    """How one family fared: its best point (or None) and why."""
+    family: str
+    best: Point | None
+    status: str            # chosen | feasible | rejected | skipped
+    reason: str
+    cheapest: Point | None = None
+    failed: str | None = None   # which budget stopped it: data_cap | vram_gb | latency_ms
+
+
+@dataclass
+class SearchResult:
+    chosen: Point
+    outcomes: list[FamilyOutcome]
+    tried: list[Point]
+    reasons: list[str]
+    measured: int
+    exported: int
+    data_cap: int
+
+
+def _key(config: dict, *extra) -> str:
+    return json.dumps([config, *extra], sort_keys=True, default=str)
+
+
+def family_path(problem: Problem, fam: policy.Family) -> list[Point]:
+    """The family's path as :class:`Point` s, ascending in parameters, duplicates dropped."""
+    points: list[Point] = []
+    for w, d in policy.scaling_path(fam):
+        kw = dict(problem.base_kwargs(fam.registry), **fam.fixed)
+        entry = zoo.get_entry(fam.registry)
+        if entry.scales_width:
+            kw["width_mult"] = w
+        if entry.scales_depth:
+            kw["depth_mult"] = d
+        model = zoo.create(fam.registry, device="meta", **kw)
+        config = model.config
+        key = _key(config)
+        if key not in _PARAMS_CACHE:
+            _PARAMS_CACHE[key] = sum(p.numel() for p in model.parameters())
+        params = _PARAMS_CACHE[key]
+        if points and params <= points[-1].params:
+            continue  # same architecture (rounded widths / ceil'd depths) or not larger
+        points.append(Point(fam.key, len(points), w, d, config, params))
+    return points
+
+
+class FamilySearch:
+    """Search one family's path against the problem's budgets (see the module docstring)."""
+
+    def __init__(self, problem: Problem, fam: policy.Family, tried: list[Point],
+                 progress: Callable[[str], None]):
+        self.problem, self.fam, self.tried, self.progress = problem, fam, tried, progress
+        self.path = family_path(problem, fam)
+        self.measured = self.exported = 0
+
+    # -- costs ---------------------------------------------------------------------------------
+    def memory(self, p: Point) -> int:
+        if p.memory is None:
+            self.progress(f"memory {p.label()}")
+            p.memory = estimators.estimate_training_memory(
+                p.config, batch_size=self.problem.batch_size, optimizer=self.problem.optimizer,
+                dtype=self.problem.dtype, device=self.problem.device, loss=self.problem.loss,
+                input_kwargs=self.problem.input_kwargs)
+            self._note(p)
+        return p.memory.total
+
+    def flops(self, p: Point) -> int:
+        if p.flops is None:
+            key = _key(p.config, self.problem.input_kwargs)
+            if key not in _FLOPS_CACHE:
+                _FLOPS_CACHE[key] = max(1, estimators.count_flops(
+                    p.config, input_kwargs=self.problem.input_kwargs))
+            p.flops = _FLOPS_CACHE[key]
+        return p.flops
+
+    def latency(self, p: Point) -> float:
+        """Measured median latency (ms) of ``p``'s ONNX export; cached per architecture."""
+        if p.latency is None:
+            key = _key(p.config, self.problem.provider)
+            if key not in _LATENCY_CACHE:
+                from .latency import measure_latency
+
+                self.progress(f"export + time {p.label()}")
+                model = zoo.from_config(p.config).eval()
+                _LATENCY_CACHE[key] = measure_latency(
+                    model, batch_size=1, provider=self.problem.provider,
+                    warmup=LATENCY_WARMUP, runs=LATENCY_RUNS)
+                self.measured += 1
+                self.exported += 1
+                STATS["measured"] += 1
+                STATS["exported"] += 1
+            p.latency = _LATENCY_CACHE[key]
+            self._note(p)
+        return p.latency.median_ms
+
+    def _note(self, p: Point) -> None:
+        if p not in self.tried:
+            self.tried.append(p)
+
+    def envelope(self, i: int) -> float | None:
+        """Smallest latency measured (this process) at point ``i`` or any larger path point."""
+        best = None
+        for p in self.path[i:]:
+            key = _key(p.config, self.problem.provider)
+            if key in _LATENCY_CACHE:
+                ms = _LATENCY_CACHE[key].median_ms
+                best = ms if best is None else min(best, ms)
+        return best
+
+    # -- search --------------------------------------------------------------------------------
+    def largest(self, hi: int, fits: Callable[[Point], bool]) -> int:
+        """Largest index in [0, hi] whose point fits (fits is monotone); -1 if none."""
+        if hi < 0 or not fits(self.path[0]):
+            return -1
+        lo = 0
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits(self.path[mid]):
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def run(self, best_params: int, data_cap: int, cap_floor: bool) -> FamilyOutcome:
+        """Best point of this family; ``best_params`` is what another family already offers."""
+        fam, path, prob = self.fam, self.path, self.problem
+        cheapest = path[0]
+        # 1. the data cap (parameters), by bisection
+        top = self.largest(len(path) - 1, lambda p: p.params <= data_cap)
+        if top < 0:
+            if not cap_floor:
+                return FamilyOutcome(fam.key, None, "rejected",
+                                     f"{fam.key}: smallest candidate has {cheapest.params:,} "
+                                     f"parameters > the data cap {data_cap:,}",
+                                     cheapest, "data_cap")
+            top = 0  # no family fits the cap: the smallest model of each is allowed
+        # 2. training memory, by bisection
+        if prob.vram_gb is not None:
+            limit = prob.vram_gb * 1e9
+            top = self.largest(top, lambda p: self.memory(p) <= limit)
+            if top < 0:
+                return FamilyOutcome(fam.key, None, "rejected",
+                                     f"{fam.key}: cheapest candidate needs "
+                                     f"{cheapest.memory.total / 1e9:.3g} GB to train > "
+                                     f"vram_gb={prob.vram_gb:g}", cheapest, "vram_gb")
+        else:
+            self.memory(path[top])
+        if path[top].params <= best_params:
+            return FamilyOutcome(fam.key, path[top], "skipped",
+                                 f"{fam.key}: at most {path[top].params:,} parameters under the "
+                                 f"data cap and memory, not more than the best so far "
+                                 f"({best_params:,}); not measured")
+        # 3. latency: measure finalists only
+        if prob.latency_ms is None:
+            return FamilyOutcome(fam.key, path[top], "feasible",
+                                 f"{fam.key}: {path[top].label()} fits (no latency budget)")
+        budget = prob.latency_ms * (1.0 - LATENCY_MARGIN)
+
+        def ok(i: int) -> bool:
+            env = self.envelope(i)
+            return env is not None and env <= budget
+
+        measured_here = 0
+        if not ok(top):
+            self.latency(path[top])
+            measured_here += 1
+        if not ok(top):
+            if not ok(0):
+                self.latency(path[0])
+                measured_here += 1
+            if not ok(0):
+                return FamilyOutcome(fam.key, None, "rejected",
+                                     f"{fam.key}: cheapest candidate takes "
+                                     f"{path[0].latency.median_ms:.3g} ms > "
+                                     f"{budget:.3g} ms (latency_ms={prob.latency_ms:g} less "
+                                     f"a {LATENCY_MARGIN:.0%} margin)", path[0], "latency_ms")
+            while measured_here < MAX_MEASUREMENTS:
+                lo = max(i for i in range(top + 1) if ok(i))
+                hi = min(i for i in range(lo + 1, top + 1) if not ok(i) and self.envelope(i)
+                         is not None)
+                if hi - lo <= 1:
+                    break
+                guess = self._predict(lo, hi, budget)
+                if guess <= lo:
+                    break
+                self.latency(path[guess])
+                measured_here += 1
+        best = max(i for i in range(top + 1) if ok(i))
+        p = path[best]
+        if p.latency is None:  # feasible through the envelope: measure it for the record
+            self.latency(p)
+        limit = "the latency budget" if best < top else "the data cap and memory"
+        return FamilyOutcome(fam.key, p, "feasible",
+                             f"{fam.key}: {p.label()} is the largest within {limit} "
+                             f"({p.latency.median_ms:.3g} ms measured)")
+
+    def _predict(self, lo: int, hi: int, budget: float) -> int:
+        """Largest index in (lo, hi) predicted to meet ``budget``: latency is interpolated
+        log-log against FLOPs between the two measured brackets."""
+        f_lo, f_hi = math.log(self.flops(self.path[lo])), math.log(self.flops(self.path[hi]))
+        l_lo, l_hi = math.log(self.envelope(lo)), math.log(self.envelope(hi))
+        slope = (l_hi - l_lo) / (f_hi - f_lo) if f_hi > f_lo else 1.0
+        guess = lo
+        for i in range(lo + 1, hi):
+            pred = l_lo + slope * (math.log(self.flops(self.path[i])) - f_lo)
+            if pred <= math.log(budget):
+                guess = i
+        if guess == lo:  # predicted too slow everywhere: probe the middle once
+            guess = (lo + hi) // 2 if hi - lo > 1 else lo
+        return guess
+
+
+def search(problem: Problem, families: list[str], *, progress: Callable[[str], None] | None = None
+           ) -> SearchResult:
+    """Run the search over ``families`` (keys of :data:`factory.policy.FAMILIES`, preferred first).
+
+    Raises :class:`zoo.BudgetError` when no family meets every budget.
+    """
+    progress = progress or (lambda msg: None)
+    data_cap = policy.capacity_cap(problem.task.input_kind, problem.n_samples)
+    tried: list[Point] = []
+    outcomes: list[FamilyOutcome] = []
+    searches = {k: FamilySearch(problem, policy.FAMILIES[k], tried, progress) for k in families}
+    # If no family has a point under the cap, each family's smallest point is allowed.
+    cap_floor = all(s.path[0].params > data_cap for s in searches.values())
+    best: FamilyOutcome | None = None
+    for key in families:
+        outcome = searches[key].run(best.best.params if best else -1, data_cap, cap_floor)
+        outcomes.append(outcome)
+        if outcome.status == "feasible" and (best is None or outcome.best.params > best.best.params):
+            best = outcome
+    measured = sum(s.measured for s in searches.values())
+    exported = sum(s.exported for s in searches.values())
+    if best is None:
+        raise _budget_error(problem, outcomes, searches)
+    best.status = "chosen"
+    reasons = []
+    if cap_floor:
+        reasons.append(f"data cap {data_cap:,} parameters for {problem.n_samples:,} samples is "
+                       f"below every family's smallest model: the smallest are allowed")
+    for o in outcomes:
+        if o is best:
+            continue
+        if o.status == "feasible":
+            o.status = "passed over"
+            o.reason += (f"; passed over: {best.family} fits a larger model "
+                         f"({best.best.params:,} > {o.best.params:,} parameters)")
+        reasons.append(o.reason)
+    reasons.append(best.reason + " -- chosen")
+    return SearchResult(best.best, outcomes, tried, reasons, measured, exported, data_cap)
+
+
+def _budget_error(problem: Problem, outcomes: list[FamilyOutcome],
+                  searches: dict[str, FamilySearch]) -> BudgetError:
+    """The budget nothing met, the cheapest candidate's cost, and a budget that would work."""
+    def cheapest(failed: str) -> FamilyOutcome | None:
+        rejected = [o for o in outcomes if o.failed == failed and o.cheapest is not None]
+        if failed == "vram_gb":
+            return min(rejected, key=lambda o: o.cheapest.memory.total, default=None)
+        if failed == "latency_ms":
+            return min(rejected, key=lambda o: o.cheapest.latency.median_ms, default=None)
+        return min(rejected, key=lambda o: o.cheapest.params, default=None)
+
+    o = cheapest("vram_gb")
+    if o is not None and all(x.failed == "vram_gb" for x in outcomes):
+        need = o.cheapest.memory.total / 1e9
+        would = _round_up(need)
+        return BudgetError(
+            f"vram_gb={problem.vram_gb:g}: the cheapest candidate ({o.cheapest.label()}, "
+            f"{o.cheapest.params:,} params) needs {need:.3g} GB to train at batch "
+            f"{problem.batch_size} with {problem.optimizer}; vram_gb >= {would:g} would work",
+            budget="vram_gb", cheapest=o.cheapest.to_dict(), would_work=would)
+    o = cheapest("latency_ms")
+    if o is not None:
+        ms = o.cheapest.latency.median_ms
+        would = _round_up(ms / (1.0 - LATENCY_MARGIN))
+        mem = [x for x in outcomes if x.failed == "vram_gb"]
+        extra = (f" ({', '.join(x.family for x in mem)} did not fit vram_gb={problem.vram_gb:g})"
+                 if mem else "")
+        return BudgetError(
+            f"latency_ms={problem.latency_ms:g}: the cheapest candidate that fits memory "
+            f"({o.cheapest.label()}, {o.cheapest.params:,} params) takes {ms:.3g} ms at batch 1 "
+            f"in ONNX Runtime ({problem.provider}); the search keeps a {LATENCY_MARGIN:.0%} "
+            f"margin, so latency_ms >= {would:g} would work{extra}",
+            budget="latency_ms", cheapest=o.cheapest.to_dict(), would_work=would)
+    o = cheapest("vram_gb")
+    need = o.cheapest.memory.total / 1e9
+    would = _round_up(need)
+    return BudgetError(
+        f"vram_gb={problem.vram_gb:g}: the cheapest candidate ({o.cheapest.label()}, "
+        f"{o.cheapest.params:,} params) needs {need:.3g} GB to train at batch {problem.batch_size} "
+        f"with {problem.optimizer}; vram_gb >= {would:g} would work",
+        budget="vram_gb", cheapest=o.cheapest.to_dict(), would_work=would)
+
+
+def _round_up(x: float) -> float:
+    """``x`` rounded up to 2 significant digits (a budget that surely works)."""
+    if x <= 0:
+        return 0.0
+    exp = math.floor(math.log10(x)) - 1
+    step = 10.0 ** exp
+    return round(math.ceil(x / step - 1e-9) * step, max(0, -exp))

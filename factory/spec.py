@@ -1,0 +1,108 @@
+"""``ModelSpec``: what ``build`` chose, what it costs, and why -- a JSON-serialisable record.
+
+The spec alone rebuilds the architecture (``zoo.from_config(spec.config)``). It travels inside
+saved files: :func:`zoo.save` writes ``spec.to_dict()`` into the safetensors metadata as
+``"zoo.spec"`` and :func:`zoo.export_onnx` into the ONNX metadata; :meth:`ModelSpec.from_dict`
+reads it back.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+
+SPEC_VERSION = 1
+
+
+@dataclass
+class ModelSpec:
+    """The decision record of one :func:`factory.build` call.
+
+    ``memory``: the training-memory breakdown in bytes (:class:`factory.estimators.MemoryEstimate`
+    as a dict). ``latency``: the measured ONNX Runtime latency of the chosen model (median, p90,
+    min, max in ms, runs, threads, provider) or None. ``budgets``: the arguments the costs were
+    judged against. ``candidates``: every architecture costed, with its costs. ``rules``: the
+    policy rows that fired (name and reason). ``reasons``: each family's verdict, the chosen one
+    last.
+    """
+    task: str
+    family: str
+    registry_name: str
+    config: dict
+    width_mult: float
+    depth_mult: float
+    params: int
+    flops: int
+    memory: dict
+    latency: dict | None
+    budgets: dict
+    data_cap: int
+    candidates: list = field(default_factory=list)
+    rules: list = field(default_factory=list)
+    reasons: list = field(default_factory=list)
+    search: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    spec_version: int = SPEC_VERSION
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict | str) -> "ModelSpec":
+        """Read a spec back from :meth:`to_dict` output (or its JSON text); unknown keys are
+        ignored, missing ones raise ``ValueError`` naming them."""
+        if isinstance(data, str):
+            data = json.loads(data)
+        if not isinstance(data, dict):
+            raise ValueError(f"data={type(data).__name__} is not accepted: expected a dict (or its "
+                             f"JSON) as written by ModelSpec.to_dict()")
+        names = {f.name for f in fields(cls)}
+        required = {f.name for f in fields(cls)
+                    if f.default is MISSING and f.default_factory is MISSING}
+        missing = sorted(required - set(data))
+        if missing:
+            raise ValueError(f"data is not a ModelSpec: missing {', '.join(missing)}")
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @property
+    def memory_gb(self) -> float:
+        return self.memory["total"] / 1e9
+
+    def report(self) -> str:
+        """The decision as readable text: the model, its costs against the budgets, the reasons."""
+        b = self.budgets
+        lines = [f"zoo build {self.task}: {self.registry_name} "
+                 f"(family {self.family}, width_mult {self.width_mult:g}, "
+                 f"depth_mult {self.depth_mult:g})",
+                 f"  parameters  {self.params:>14,}   data cap {self.data_cap:,} for "
+                 f"{b['n_samples']:,} samples",
+                 f"  FLOPs       {self.flops:>14,}   per inference at batch 1"]
+        m = self.memory
+        vram = f"vram_gb={b['vram_gb']:g}" if b.get("vram_gb") is not None else "no memory budget"
+        lines.append(f"  training    {m['total'] / 1e9:>11.4f} GB   at batch {b['batch_size']} with "
+                     f"{b['optimizer']} ({b['dtype']}, {b['device']}); {vram}")
+        lines.append("              = " + ", ".join(
+            f"{k} {m[k] / 1e9:.4f}" for k in ("weights", "gradients", "optimizer_state",
+                                               "activations", "transient", "allocator",
+                                               "framework")) +
+                     " GB (activations and gradients do not peak together)")
+        if self.latency:
+            lat = self.latency
+            budget = (f"latency_ms={b['latency_ms']:g}" if b.get("latency_ms") is not None
+                      else "no latency budget")
+            lines.append(f"  latency     {lat['median_ms']:>11.3f} ms   median (p90 {lat['p90_ms']:.3f}, "
+                         f"min {lat['min_ms']:.3f}, max {lat['max_ms']:.3f}; {lat['runs']} runs, "
+                         f"{lat['threads']} threads, ONNX Runtime {lat['provider']}); {budget}")
+        s = self.search
+        lines.append(f"  search      {len(self.candidates)} architectures costed, "
+                     f"{s.get('measured', 0)} exported and timed, {s.get('seconds', 0):.1f} s")
+        lines.append("Rules that fired:")
+        lines += [f"  - {r['name']}: {r['reason']}" for r in self.rules]
+        lines.append("Decision:")
+        lines += [f"  - {r}" for r in self.reasons]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.report()
