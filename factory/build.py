@@ -186,8 +186,6 @@ def build(task: str, n_samples: int, vram_gb: float | None, latency_ms: float | 
         fam = policy.FAMILIES[chosen.family]
         if chosen.memory is None:  # cost the winner in full for the record
             search.FamilySearch(problem, fam, [], report).memory(chosen)
-        if chosen.latency is None:  # no latency budget: still measured, for the record
-            search.FamilySearch(problem, fam, [], report).latency(chosen)
         flops = estimators.count_flops(chosen.config, input_kwargs=input_kwargs)
     finally:
         if bar is not None:
@@ -206,6 +204,9 @@ def build(task: str, n_samples: int, vram_gb: float | None, latency_ms: float | 
     if families is not None:
         reasons.insert(0, f"families={list(families)!r}: candidates restricted to "
                           f"{', '.join(candidates)}")
+    if chosen.latency is None:
+        reasons.append("no latency budget: latency not measured (zoo.export_onnx + "
+                       "factory.latency.measure_latency measure it)")
     if device == "cuda" and provider == "cpu":
         reasons.insert(0, "device='cuda' but this onnxruntime has no CUDA provider: latency was "
                           "measured on the CPU provider")

@@ -26,6 +26,7 @@ activations are freed during backward while gradients appear, so both never peak
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -122,6 +123,17 @@ def _meta_model(config_or_model: dict | nn.Module) -> nn.Module:
     return zoo.from_config(config_or_model, device="meta")
 
 
+def _rnn_layer_flops(input_shape, w_ih_shape, w_hh_shape, *args, out_shape=None, **kwargs) -> int:
+    # oneDNN's LSTM layer (what nn.LSTM runs on CPU): every step multiplies the input by W_ih
+    # (4H x I) and the state by W_hh (4H x H): 2 FLOPs per weight per step and sample.
+    steps_times_batch = math.prod(input_shape) // input_shape[-1]
+    return 2 * steps_times_batch * (math.prod(w_ih_shape) + math.prod(w_hh_shape))
+
+
+_EXTRA_FLOP_FORMULAS = {torch.ops.aten.mkldnn_rnn_layer: _rnn_layer_flops}
+"""FLOP formulas PyTorch's counter lacks (it counts ops it knows, and silently skips the rest)."""
+
+
 def count_flops(config: dict, *, batch_size: int = 1, input_kwargs: dict | None = None) -> int:
     """Forward FLOPs of one inference at ``batch_size`` (PyTorch's ``FlopCounterMode``, 2 per MAC).
 
@@ -131,9 +143,9 @@ def count_flops(config: dict, *, batch_size: int = 1, input_kwargs: dict | None 
     from torch.utils.flop_counter import FlopCounterMode
 
     with FakeTensorMode(allow_non_fake_inputs=True):
-        model = zoo.from_config(config, device="cpu").eval()
+        model = _materialise(zoo.from_config(config, device="meta")).eval()
         inputs = make_inputs(model, batch_size, input_kwargs)
-        counter = FlopCounterMode(display=False)
+        counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOP_FORMULAS)
         with torch.no_grad(), counter:
             model(*inputs)
     return int(counter.get_total_flops())
@@ -512,6 +524,20 @@ TOUCHED_FRACTION = {
 """Fraction of an allocation's pages a kernel ever writes (untouched pages are never resident)."""
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 (libkineto logs 'profiler_start/stop' lines from C++)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _profiled_trace(config: dict, *, batch_size: int, optimizer: str, dtype: torch.dtype,
                     loss: str, input_kwargs: dict | None) -> Trace:
     """One *real* training step, its allocations read from ``torch.profiler(profile_memory=True)``.
@@ -528,7 +554,7 @@ def _profiled_trace(config: dict, *, batch_size: int, optimizer: str, dtype: tor
     opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad])
     static = weight_bytes(model, dtype)
     inputs = make_inputs(model, batch_size, input_kwargs)
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         with record_function("zoo.forward"):
             value = make_loss(model(*inputs), loss)
             del inputs

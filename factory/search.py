@@ -217,6 +217,9 @@ class FamilySearch:
         if p not in self.tried:
             self.tried.append(p)
 
+    def is_measured(self, i: int) -> bool:
+        return _key(self.path[i].config, self.problem.provider) in _LATENCY_CACHE
+
     def envelope(self, i: int) -> float | None:
         """Smallest latency measured (this process) at point ``i`` or any larger path point."""
         best = None
@@ -296,8 +299,8 @@ class FamilySearch:
                                      f"a {LATENCY_MARGIN:.0%} margin)", path[0], "latency_ms")
             while measured_here < MAX_MEASUREMENTS:
                 lo = max(i for i in range(top + 1) if ok(i))
-                hi = min(i for i in range(lo + 1, top + 1) if not ok(i) and self.envelope(i)
-                         is not None)
+                hi = min(i for i in range(lo + 1, top + 1)
+                         if self.is_measured(i) and not ok(i))
                 if hi - lo <= 1:
                     break
                 guess = self._predict(lo, hi, budget)

@@ -95,6 +95,8 @@ class ModelSpec:
             lines.append(f"  latency     {lat['median_ms']:>11.3f} ms   median (p90 {lat['p90_ms']:.3f}, "
                          f"min {lat['min_ms']:.3f}, max {lat['max_ms']:.3f}; {lat['runs']} runs, "
                          f"{lat['threads']} threads, ONNX Runtime {lat['provider']}); {budget}")
+        else:
+            lines.append("  latency     not measured (no latency budget)")
         s = self.search
         lines.append(f"  search      {len(self.candidates)} architectures costed, "
                      f"{s.get('measured', 0)} exported and timed, {s.get('seconds', 0):.1f} s")

@@ -1,0 +1,111 @@
+"""``zoo build``: choose, report and write the model for a task, data size and machine.
+
+    zoo build image-classification --n-samples 50000 --vram-gb 8 --latency-ms 30 \\
+        --input-shape 3,32,32 --num-classes 10 --out out/
+
+prints the decision (the model, its costs against the budgets, the reasons) -- or the spec as
+JSON with ``--json`` -- and with ``--out`` writes ``model.safetensors``, ``model.onnx`` and
+``spec.json`` there, each atomically. Bad input and unmeetable budgets exit with status 2 and
+``zoo build: error: ...``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import policy
+
+PROG = "zoo build"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors in the same form as ours
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _budget(text: str) -> float | None:
+    if text.lower() in ("none", "inf", "-"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (or 'none' for no bound)")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers, "
+                                         f"e.g. 3,32,32")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description=__doc__.splitlines()[0],
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                epilog="tasks: " + ", ".join(policy.TASKS))
+    p.add_argument("task", help="one of: " + ", ".join(policy.TASKS))
+    p.add_argument("--n-samples", type=int, required=True,
+                   help="training samples (nodes for node tasks)")
+    p.add_argument("--vram-gb", type=_budget, required=True,
+                   help="training memory budget in GB ('none': no bound)")
+    p.add_argument("--latency-ms", type=_budget, required=True,
+                   help="batch-1 ONNX Runtime latency budget in ms ('none': no bound)")
+    p.add_argument("--input-shape", type=_ints,
+                   help="tabular F; image C,H,W (default 3,224,224); sequence T,F; node N,F")
+    p.add_argument("--num-classes", type=int, help="classes (classification tasks)")
+    p.add_argument("--batch-size", type=int, help="training batch for the memory budget")
+    p.add_argument("--families", help="restrict candidates, e.g. mobilenetv2,resnet18")
+    p.add_argument("--optimizer", default="adam", help="adam, adamw, sgd, sgd-momentum")
+    p.add_argument("--dtype", default="float32", help="training dtype (float32, bfloat16, ...)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--n-edges", type=int, help="edges of the graph (node tasks; default 10/node)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the returned model's weights")
+    p.add_argument("--out", type=Path, help="write model.safetensors, model.onnx, spec.json here")
+    p.add_argument("--json", action="store_true", help="print the spec as JSON, not the report")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def write_outputs(model, out: Path) -> list[Path]:
+    """``model.safetensors``, ``model.onnx`` and ``spec.json`` in ``out`` (created), atomically."""
+    import zoo
+    from zoo.atomic import write_text_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [zoo.save(model, out / "model.safetensors"),
+             zoo.export_onnx(model, out / "model.onnx")]
+    write_text_atomic(out / "spec.json", model.spec.to_json() + "\n")
+    paths.append(out / "spec.json")
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    import zoo
+
+    families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else None
+    try:
+        model = zoo.build(args.task, args.n_samples, args.vram_gb, args.latency_ms,
+                          input_shape=args.input_shape, num_classes=args.num_classes,
+                          batch_size=args.batch_size, optimizer=args.optimizer, dtype=args.dtype,
+                          device=args.device, families=families, seed=args.seed,
+                          progress=not args.quiet, n_edges=args.n_edges)
+        written = write_outputs(model, args.out) if args.out is not None else []
+    except ValueError as exc:  # bad input and BudgetError: a clear message, no traceback
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(model.spec.to_json())
+    else:
+        print(model.spec.report())
+        for path in written:
+            print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
