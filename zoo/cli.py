@@ -1,7 +1,7 @@
-"""The ``zoo`` command: ``zoo list``, ``zoo export``, ``zoo build``.
+"""The ``zoo`` command: ``zoo list``, ``zoo export``, ``zoo build``, ``zoo check``.
 
-``build`` is the factory's, imported only when that subcommand runs (zoo never imports factory at
-import time).
+``build`` and ``check`` are the factory's, imported only when that subcommand runs (zoo never
+imports factory at import time).
 """
 from __future__ import annotations
 
@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     # `zoo build` belongs to the factory (a layer above); main() hands its arguments over unparsed.
     sub.add_parser("build", add_help=False,
                    help="choose the largest model fitting task, data and budgets (zoo build -h)")
+    sub.add_parser("check", add_help=False,
+                   help="audit a model against the design principles (zoo check -h)")
     return parser
 
 
@@ -129,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         from factory.cli import main as build_main  # lazy: the factory sits above zoo
 
         return build_main(argv[1:])
+    if argv[:1] == ["check"]:
+        from factory.check import main as check_main  # lazy, as build
+
+        return check_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
