@@ -369,7 +369,8 @@ def rule_capacity(name: str, family: str, kind: str, params: int, n_samples: int
     data = {"params": params, "n_samples": n_samples, "cap": cap,
             "params_per_sample": params / n_samples, "ratio_to_cap": params / cap,
             "cap_reason": policy.CAPACITY[kind].reason}
-    per = f"{params / n_samples:,.3g} params/sample"
+    ps = params / n_samples
+    per = f"{ps:,.0f} params/sample" if ps >= 100 else f"{ps:.3g} params/sample"
     if family == "linear":
         return Finding(rule, "pass", f"{_fmt(params)} params for {n_samples:,} samples ({per}): the "
                        f"linear baseline is always allowed", data)
