@@ -286,10 +286,11 @@ def scaling_path(family: Family) -> list[tuple[float, float]]:
             lo.append(math.log(bounds[0]) / math.log(base))
             hi.append(math.log(bounds[1]) / math.log(base))
     phi_lo, phi_hi = min(lo), max(hi)
-    steps = int(math.ceil((phi_hi - phi_lo) / PHI_STEP))
+    # A grid anchored at phi = 0 (the reference model), plus both ends.
+    grid = [k * PHI_STEP for k in range(math.ceil(phi_lo / PHI_STEP - 1e-9),
+                                        math.floor(phi_hi / PHI_STEP + 1e-9) + 1)]
     points = []
-    for k in range(steps + 1):
-        phi = min(phi_hi, phi_lo + k * PHI_STEP)
+    for phi in sorted({phi_lo, phi_hi, *grid}):
         w = _clip(BETA_WIDTH ** phi, family.width)
         d = _clip(ALPHA_DEPTH ** phi, family.depth)
         point = (round(w, 3), round(d, 3))

@@ -266,8 +266,6 @@ class FamilySearch:
                                      f"{fam.key}: cheapest candidate needs "
                                      f"{cheapest.memory.total / 1e9:.3g} GB to train > "
                                      f"vram_gb={prob.vram_gb:g}", cheapest, "vram_gb")
-        else:
-            self.memory(path[top])
         if path[top].params <= best_params:
             return FamilyOutcome(fam.key, path[top], "skipped",
                                  f"{fam.key}: at most {path[top].params:,} parameters under the "

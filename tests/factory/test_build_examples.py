@@ -1,0 +1,132 @@
+"""The examples the policy must give, through ``zoo.build`` end to end (real models, real ONNX
+Runtime timings where a latency budget is given)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import zoo
+from factory.latency import measure_latency
+from factory.spec import ModelSpec
+
+
+def test_300_rows_of_12_features_binary_gives_linear():
+    model = zoo.build("tabular-classification", 300, 1, None, input_shape=(12,), num_classes=2)
+    assert model.spec.family == "linear" and model.spec.registry_name == "linear"
+    assert model.training and model(torch.randn(4, 12)).shape == (4, 2)
+
+
+def test_60000_rows_of_40_features_gives_an_mlp():
+    model = zoo.build("tabular-classification", 60_000, 1, None, input_shape=(40,), num_classes=5)
+    spec = model.spec
+    assert spec.family == "mlp"
+    assert spec.params <= spec.data_cap
+    assert 1 <= model.config["depth"] * 1 and len(model.body) // 2 <= 4  # <= 4 hidden layers
+    assert model(torch.randn(3, 40)).shape == (3, 5)
+
+
+def test_cifar_sized_images_give_a_basic_block_resnet():
+    model = zoo.build("image-classification", 50_000, 8, 30, input_shape=(3, 32, 32),
+                      num_classes=10)
+    spec = model.spec
+    assert spec.registry_name in ("resnet18", "resnet34", "seresnet18", "seresnet34"), spec.report()
+    assert type(model.layer1[0]).__name__.lower().startswith("basic"), type(model.layer1[0])
+    assert spec.memory["total"] <= 8e9 and spec.latency["median_ms"] <= 30
+    assert spec.search["measured"] <= 2  # only finalists are exported
+
+
+def test_imagenet_sized_data_at_8ms_gives_mobilenetv2_and_meets_its_latency_again():
+    model = zoo.build("image-classification", 1_000_000, 40, 8, input_shape=(3, 224, 224),
+                      num_classes=1000)
+    spec = model.spec
+    assert spec.family == "mobilenetv2", spec.report()
+    verdicts = {f["family"]: f for f in spec.search["families"]}
+    for resnet in ("resnet50", "resnet18"):
+        assert verdicts[resnet]["status"] == "rejected", verdicts[resnet]
+    assert "ms >" in verdicts["resnet18"]["reason"]
+    assert spec.search["measured"] <= 8
+    # The returned model's own latency, measured again from scratch, is within its budget.
+    again = measure_latency(model.eval())
+    assert again.median_ms <= 8, (again.median_ms, spec.latency)
+
+
+def test_short_sequences_give_an_lstm():
+    model = zoo.build("sequence-classification", 20_000, 4, None, input_shape=(30, 8),
+                      num_classes=3)
+    assert model.spec.family == "lstm"
+    assert model(torch.randn(2, 30, 8)).shape == (2, 3)
+
+
+def test_long_sequences_with_much_data_give_a_transformer():
+    model = zoo.build("sequence-classification", 500_000, 16, None, input_shape=(2000, 8),
+                      num_classes=3, batch_size=8)
+    assert model.spec.family == "transformer", model.spec.report()
+    assert model.spec.params <= model.spec.data_cap
+
+
+def test_long_sequences_on_small_data_never_give_a_transformer():
+    model = zoo.build("sequence-classification", 5_000, 4, None, input_shape=(500, 8),
+                      num_classes=3, batch_size=8)
+    assert model.spec.family == "lstm"
+
+
+def test_a_graph_of_20000_nodes_gives_a_gcn():
+    model = zoo.build("node-classification", 20_000, 4, None, input_shape=(20_000, 128),
+                      num_classes=7)
+    spec = model.spec
+    assert spec.family == "gcn"
+    assert len(model.layers) in (2, 3)
+    x, edge_index = model.example_inputs(1, num_nodes=50, num_edges=200)
+    assert model(x, edge_index).shape == (50, 7)
+
+
+@pytest.mark.parametrize("task,kw", [
+    ("tabular-classification", dict(input_shape=(12,), num_classes=2)),
+    ("tabular-regression", dict(input_shape=(12,))),
+    ("image-classification", dict(input_shape=(3, 32, 32), num_classes=10)),
+    ("sequence-regression", dict(input_shape=(30, 8))),
+    ("node-classification", dict(input_shape=(500, 16), num_classes=3)),
+])
+def test_any_task_with_a_tiny_memory_budget_raises_budget_error(task, kw):
+    with pytest.raises(zoo.BudgetError, match=r"vram_gb=0\.0001: the cheapest candidate .* needs "
+                                              r"[0-9.]+ GB to train at batch \d+ with adam; "
+                                              r"vram_gb >= [0-9.]+ would work") as info:
+        zoo.build(task, 2_000, 0.0001, None, **kw)
+    err = info.value
+    assert isinstance(err, ValueError)
+    assert err.budget == "vram_gb" and err.would_work > 0.0001 and err.cheapest["params"] > 0
+
+
+def test_the_spec_rebuilds_the_model_and_survives_json_and_saving(tmp_path):
+    model = zoo.build("tabular-regression", 5_000, 1, None, input_shape=(20,), seed=3)
+    spec = model.spec
+    again = ModelSpec.from_dict(spec.to_json())
+    assert again == spec
+    rebuilt = zoo.from_config(spec.config)
+    assert rebuilt.config == model.config
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == \
+        {k: v.shape for k, v in model.state_dict().items()}
+    path = zoo.save(model, tmp_path / "m.safetensors")
+    loaded = zoo.load(path)
+    assert ModelSpec.from_dict(loaded.spec) == spec
+    text = spec.report()
+    for piece in ("mlp", "parameters", "training", "Rules that fired", "Decision", "chosen"):
+        assert piece in text
+
+
+def test_the_returned_model_is_seeded_and_in_train_mode():
+    kw = dict(input_shape=(12,), num_classes=3)
+    a = zoo.build("tabular-classification", 5_000, 1, None, seed=1, **kw)
+    b = zoo.build("tabular-classification", 5_000, 1, None, seed=1, **kw)
+    c = zoo.build("tabular-classification", 5_000, 1, None, seed=2, **kw)
+    assert a.training
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert any(not torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_families_restricts_the_candidates():
+    model = zoo.build("image-classification", 50_000, 8, None, input_shape=(3, 32, 32),
+                      num_classes=10, families=["mobilenetv2"])
+    assert model.spec.registry_name == "mobilenetv2"
+    assert {c["family"] for c in model.spec.candidates} <= {"mobilenetv2", "mobilenetv2-se"}
