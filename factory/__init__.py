@@ -4,11 +4,35 @@
 task (:mod:`factory.policy`), caps capacity by the data size, and searches width and depth for the
 largest model that trains in the memory budget and meets the latency budget
 (:mod:`factory.search`), costing candidates with :mod:`factory.estimators`.
-"""
-from .build import build
-from .estimators import (MemoryEstimate, count_flops, count_params, estimate_training_memory,
-                         measure_training_memory, weight_bytes)
-from .spec import ModelSpec
 
-__all__ = ["MemoryEstimate", "ModelSpec", "build", "count_flops", "count_params",
-           "estimate_training_memory", "measure_training_memory", "weight_bytes"]
+The public names are imported lazily (PEP 562), so ``import factory.timing`` -- which the isolated
+ONNX Runtime timer runs without torch -- does not import torch through this package.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "build": "factory.build",
+    "ModelSpec": "factory.spec",
+    "MemoryEstimate": "factory.estimators",
+    "count_flops": "factory.estimators",
+    "count_params": "factory.estimators",
+    "estimate_training_memory": "factory.estimators",
+    "measure_training_memory": "factory.estimators",
+    "weight_bytes": "factory.estimators",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'factory' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

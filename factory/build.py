@@ -204,7 +204,7 @@ def build(task: str, n_samples: int, vram_gb: float | None, latency_ms: float | 
     if families is not None:
         reasons.insert(0, f"families={list(families)!r}: candidates restricted to "
                           f"{', '.join(candidates)}")
-    if chosen.latency is None:
+    if chosen.latency is None and chosen.latency_bound is None:
         reasons.append("no latency budget: latency not measured (zoo.export_onnx + "
                        "factory.latency.measure_latency measure it)")
     if device == "cuda" and provider == "cpu":
@@ -214,6 +214,7 @@ def build(task: str, n_samples: int, vram_gb: float | None, latency_ms: float | 
         task=task, family=chosen.family, registry_name=chosen.config["name"],
         config=chosen.config, width_mult=chosen.width_mult, depth_mult=chosen.depth_mult,
         params=chosen.params, flops=flops, memory=chosen.memory.to_dict(), latency=lat,
+        latency_bound_ms=chosen.latency_bound,
         budgets={"n_samples": n_samples, "vram_gb": vram, "latency_ms": latency,
                  "batch_size": batch_size, "optimizer": optimizer, "dtype": dtype,
                  "device": device, "provider": provider, "input_shape": list(shape),
@@ -229,3 +230,14 @@ def build(task: str, n_samples: int, vram_gb: float | None, latency_ms: float | 
                              for o in result.outcomes]},
         versions=library_versions())
     return model
+
+
+class _CallableModule(type(sys)):
+    """``factory.build`` is both this module and its function: whichever of the two an import
+    leaves on the package (``import factory.build`` sets the module), calling it builds."""
+
+    def __call__(self, *args, **kwargs):
+        return build(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

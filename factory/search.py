@@ -29,18 +29,25 @@ Monotone by construction -- loosening a budget or adding data never gives a smal
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import zoo
 from zoo.errors import BudgetError
+from zoo.registry import PLACEMENT_ARGS
 
 from . import estimators, policy
 
 MAX_MEASUREMENTS = 4      # latency measurements (exports) per family, at most
 LATENCY_MARGIN = 0.10     # aim 10 % under latency_ms: a re-measured median stays within budget
+# A point this small is not exported at all: its latency is at most BOUND_OVERHEAD_MS plus its
+# FLOPs at BOUND_FLOPS_PER_S -- a deliberately pessimistic throughput (a CPU core sustains several
+# GFLOP/s in any BLAS-backed op; ONNX Runtime's per-call overhead is tens of microseconds). CPU only.
+BOUND_OVERHEAD_MS = 1.0
+BOUND_FLOPS_PER_S = 1e9
 LATENCY_WARMUP = 10
 LATENCY_RUNS = 30
 
@@ -89,17 +96,28 @@ class Problem:
 
 @dataclass
 class Point:
-    """One architecture on a family's path, with whatever costs were computed for it."""
+    """One architecture on a family's path, with whatever costs were computed for it.
+
+    ``params`` is counted on first use (a build on the meta device), so walking a path costs
+    only the points the search looks at.
+    """
     family: str
     index: int
     width_mult: float
     depth_mult: float
     config: dict
-    params: int
     memory: estimators.MemoryEstimate | None = None
     flops: int | None = None
     latency: object | None = None          # LatencyResult
-    latency_envelope: float | None = None
+    latency_bound: float | None = None     # ms, when accepted by the FLOPs bound unmeasured
+
+    @property
+    def params(self) -> int:
+        key = _key(self.config)
+        if key not in _PARAMS_CACHE:
+            model = zoo.from_config(self.config, device="meta")
+            _PARAMS_CACHE[key] = sum(p.numel() for p in model.parameters())
+        return _PARAMS_CACHE[key]
 
     def label(self) -> str:
         return f"{self.family} (width {self.width_mult:g}, depth {self.depth_mult:g})"
@@ -113,6 +131,8 @@ class Point:
             d["flops"] = self.flops
         if self.latency is not None:
             d["latency_ms"] = round(self.latency.median_ms, 4)
+        if self.latency_bound is not None:
+            d["latency_bound_ms"] = round(self.latency_bound, 4)
         return d
 
 
@@ -142,25 +162,31 @@ def _key(config: dict, *extra) -> str:
     return json.dumps([config, *extra], sort_keys=True, default=str)
 
 
+def config_for(registry: str, **kwargs) -> dict:
+    """The config :func:`zoo.create` would record for ``registry`` with ``kwargs`` (every builder
+    argument, defaults included, placement excluded), without building the model."""
+    entry = zoo.get_entry(registry)
+    bound = inspect.signature(entry.builder).bind(**kwargs)
+    bound.apply_defaults()
+    return {"name": registry, **{k: v for k, v in bound.arguments.items()
+                                 if k not in PLACEMENT_ARGS}}
+
+
 def family_path(problem: Problem, fam: policy.Family) -> list[Point]:
-    """The family's path as :class:`Point` s, ascending in parameters, duplicates dropped."""
+    """The family's path as :class:`Point` s, non-decreasing in width, depth and parameters.
+
+    Neighbouring points may build the same architecture (widths round to multiples of 8, depths
+    to whole blocks); they share every cached cost.
+    """
+    entry = zoo.get_entry(fam.registry)
     points: list[Point] = []
     for w, d in policy.scaling_path(fam):
         kw = dict(problem.base_kwargs(fam.registry), **fam.fixed)
-        entry = zoo.get_entry(fam.registry)
         if entry.scales_width:
             kw["width_mult"] = w
         if entry.scales_depth:
             kw["depth_mult"] = d
-        model = zoo.create(fam.registry, device="meta", **kw)
-        config = model.config
-        key = _key(config)
-        if key not in _PARAMS_CACHE:
-            _PARAMS_CACHE[key] = sum(p.numel() for p in model.parameters())
-        params = _PARAMS_CACHE[key]
-        if points and params <= points[-1].params:
-            continue  # same architecture (rounded widths / ceil'd depths) or not larger
-        points.append(Point(fam.key, len(points), w, d, config, params))
+        points.append(Point(fam.key, len(points), w, d, config_for(fam.registry, **kw)))
     return points
 
 
@@ -217,6 +243,12 @@ class FamilySearch:
         if p not in self.tried:
             self.tried.append(p)
 
+    def bound(self, i: int) -> float:
+        """A pessimistic latency bound (ms) from FLOPs, for tiny models (see BOUND_*); CPU only."""
+        if self.problem.provider != "cpu":
+            return math.inf
+        return BOUND_OVERHEAD_MS + 1e3 * self.flops(self.path[i]) / BOUND_FLOPS_PER_S
+
     def is_measured(self, i: int) -> bool:
         return _key(self.path[i].config, self.problem.provider) in _LATENCY_CACHE
 
@@ -257,6 +289,11 @@ class FamilySearch:
                                      f"parameters > the data cap {data_cap:,}",
                                      cheapest, "data_cap")
             top = 0  # no family fits the cap: the smallest model of each is allowed
+        if path[top].params <= best_params:  # memory and latency can only make it smaller
+            return FamilyOutcome(fam.key, path[top], "skipped",
+                                 f"{fam.key}: at most {path[top].params:,} parameters under the "
+                                 f"data cap, not more than the best so far ({best_params:,}); "
+                                 f"not costed further")
         # 2. training memory, by bisection
         if prob.vram_gb is not None:
             limit = prob.vram_gb * 1e9
@@ -278,6 +315,8 @@ class FamilySearch:
         budget = prob.latency_ms * (1.0 - LATENCY_MARGIN)
 
         def ok(i: int) -> bool:
+            if self.bound(i) <= budget:
+                return True
             env = self.envelope(i)
             return env is not None and env <= budget
 
@@ -285,6 +324,8 @@ class FamilySearch:
         if not ok(top):
             self.latency(path[top])
             measured_here += 1
+        elif self.bound(top) > budget:
+            pass  # fast enough by an earlier measurement of its own or a larger point
         if not ok(top):
             if not ok(0):
                 self.latency(path[0])
@@ -308,9 +349,15 @@ class FamilySearch:
                 measured_here += 1
         best = max(i for i in range(top + 1) if ok(i))
         p = path[best]
+        limit = "the latency budget" if best < top else "the data cap and memory"
+        if self.bound(best) <= budget:
+            p.latency_bound = self.bound(best)
+            return FamilyOutcome(fam.key, p, "feasible",
+                                 f"{fam.key}: {p.label()} is the largest within {limit} (at most "
+                                 f"{p.latency_bound:.3g} ms from its {p.flops:,} FLOPs: not "
+                                 f"exported)")
         if p.latency is None:  # feasible through the envelope: measure it for the record
             self.latency(p)
-        limit = "the latency budget" if best < top else "the data cap and memory"
         return FamilyOutcome(fam.key, p, "feasible",
                              f"{fam.key}: {p.label()} is the largest within {limit} "
                              f"({p.latency.median_ms:.3g} ms measured)")

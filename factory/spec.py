@@ -19,8 +19,9 @@ class ModelSpec:
 
     ``memory``: the training-memory breakdown in bytes (:class:`factory.estimators.MemoryEstimate`
     as a dict). ``latency``: the measured ONNX Runtime latency of the chosen model (median, p90,
-    min, max in ms, runs, threads, provider) or None. ``budgets``: the arguments the costs were
-    judged against. ``candidates``: every architecture costed, with its costs. ``rules``: the
+    min, max in ms, runs, threads, provider), or None when there was no latency budget or the
+    model is small enough that ``latency_bound_ms`` (from its FLOPs) already meets it.
+    ``budgets``: the arguments the costs were judged against. ``candidates``: every architecture costed, with its costs. ``rules``: the
     policy rows that fired (name and reason). ``reasons``: each family's verdict, the chosen one
     last.
     """
@@ -36,6 +37,7 @@ class ModelSpec:
     latency: dict | None
     budgets: dict
     data_cap: int
+    latency_bound_ms: float | None = None
     candidates: list = field(default_factory=list)
     rules: list = field(default_factory=list)
     reasons: list = field(default_factory=list)
@@ -95,6 +97,9 @@ class ModelSpec:
             lines.append(f"  latency     {lat['median_ms']:>11.3f} ms   median (p90 {lat['p90_ms']:.3f}, "
                          f"min {lat['min_ms']:.3f}, max {lat['max_ms']:.3f}; {lat['runs']} runs, "
                          f"{lat['threads']} threads, ONNX Runtime {lat['provider']}); {budget}")
+        elif self.latency_bound_ms is not None:
+            lines.append(f"  latency   <= {self.latency_bound_ms:>8.3f} ms   bound from its FLOPs "
+                         f"(small enough not to export); latency_ms={b['latency_ms']:g}")
         else:
             lines.append("  latency     not measured (no latency budget)")
         s = self.search

@@ -126,7 +126,7 @@ def test_the_returned_model_is_seeded_and_in_train_mode():
 
 
 def test_families_restricts_the_candidates():
-    model = zoo.build("image-classification", 50_000, 8, None, input_shape=(3, 32, 32),
+    model = zoo.build("image-classification", 50_000, None, None, input_shape=(3, 32, 32),
                       num_classes=10, families=["mobilenetv2"])
     assert model.spec.registry_name == "mobilenetv2"
     assert {c["family"] for c in model.spec.candidates} <= {"mobilenetv2", "mobilenetv2-se"}

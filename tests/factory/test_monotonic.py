@@ -46,7 +46,7 @@ def test_more_memory_never_gives_fewer_params():
 
 def test_more_latency_never_gives_fewer_params():
     seq = params_along([0.05, 0.5, 3.0, None],
-                       lambda ms: zoo.build("sequence-classification", 50_000, 2, ms,
+                       lambda ms: zoo.build("sequence-classification", 50_000, None, ms,
                                             input_shape=(20, 8), num_classes=3))
     assert_non_decreasing(seq)
     assert seq[1] < seq[-1]

@@ -1,0 +1,120 @@
+"""``zoo-bench memory``: the training-memory estimate against the measured peak, per case.
+
+For each case (every family at two sizes; the same cases as ``tests/factory/test_memory.py``)
+the estimate of :func:`factory.estimate_training_memory` beside the peak measured by real
+training steps in a fresh process (:func:`factory.measure_training_memory`): on CPU the growth of
+the peak resident set plus the weights held before; with ``--device cuda``,
+``torch.cuda.max_memory_allocated``. Measurements are median [min-max] over ``--repeats``.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import zoo
+from factory.estimators import MiB, estimate_training_memory, measure_training_memory
+from factory.timing import runtime_info
+
+from .report import print_header, print_table, progress, write_json
+
+CASES = [  # (registry name, constructor arguments, batch size, example-input arguments)
+    ("linear", dict(in_features=20000, num_classes=1000), 64, None),
+    ("linear", dict(in_features=8000, num_classes=1000), 512, None),
+    ("mlp", dict(in_features=2000, hidden=4096, depth=3, num_classes=100), 64, None),
+    ("mlp", dict(in_features=1000, hidden=2048, depth=2, num_classes=10), 256, None),
+    ("resnet18", dict(num_classes=10, img_size=32), 64, None),
+    ("resnet18", dict(num_classes=10, img_size=32, width_mult=0.5), 256, None),
+    ("resnet50", dict(num_classes=10, img_size=32), 32, None),
+    ("resnet50", dict(num_classes=10, img_size=32, width_mult=0.5), 64, None),
+    ("seresnet18", dict(num_classes=10, img_size=32), 64, None),
+    ("seresnet50", dict(num_classes=10, img_size=32, width_mult=0.5), 64, None),
+    ("mobilenetv2", dict(num_classes=10, img_size=32), 64, None),
+    ("mobilenetv2", dict(num_classes=10, img_size=64, width_mult=0.5), 32, None),
+    ("inception", dict(num_classes=10, img_size=64), 16, None),
+    ("inception", dict(num_classes=10, img_size=64, width_mult=0.5), 32, None),
+    ("lstm", dict(in_features=8, seq_len=30, num_classes=5, hidden=512, layers=2), 128, None),
+    ("lstm", dict(in_features=8, seq_len=30, num_classes=5, hidden=256, layers=2), 256, None),
+    ("transformer", dict(in_features=8, seq_len=128, num_classes=5), 32, None),
+    ("transformer", dict(in_features=8, seq_len=256, num_classes=5), 32, None),
+    ("gcn", dict(in_features=128, num_classes=5, hidden=256, num_nodes=20000), 1,
+     {"num_nodes": 20000, "num_edges": 200000}),
+    ("gcn", dict(in_features=256, num_classes=10, hidden=512, num_nodes=50000), 1,
+     {"num_nodes": 50000, "num_edges": 500000}),
+]
+LARGE_CASES = [  # bigger steps (seconds to a minute each on 2 cores): --large
+    ("resnet50", dict(num_classes=1000, img_size=224), 16, None),
+    ("mobilenetv2", dict(num_classes=100, img_size=160), 32, None),
+    ("transformer", dict(in_features=8, seq_len=128, num_classes=5, d_model=256), 64, None),
+    ("lstm", dict(in_features=16, seq_len=60, num_classes=5, hidden=1024, layers=2), 64, None),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="cpu: resident-set peak; cuda: torch.cuda.max_memory_allocated")
+    parser.add_argument("--repeats", type=int, default=1, help="measurements per case")
+    parser.add_argument("--parallel", type=int, default=2,
+                        help="probe subprocesses at a time (CPU; CUDA runs one at a time)")
+    parser.add_argument("--large", action="store_true", help="add larger cases")
+    parser.add_argument("--only", default=None, help="comma-separated registry names")
+    parser.add_argument("--optimizer", default="adam")
+    parser.add_argument("--json", default=None, help="write every figure to this JSON file")
+
+
+def _describe(kw: dict, bs: int, ik: dict | None) -> str:
+    parts = [f"{k}={v}" for k, v in kw.items() if k not in ("num_classes",)]
+    parts.append(f"batch={bs}")
+    if ik:
+        parts.append(f"edges={ik.get('num_edges')}")
+    return " ".join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.repeats < 1 or args.parallel < 1:
+        raise ValueError(f"--repeats={args.repeats} / --parallel={args.parallel} are not accepted: "
+                         f"expected integers >= 1")
+    info = runtime_info(args.device)
+    print_header("memory", info)
+    cases = CASES + (LARGE_CASES if args.large else [])
+    if args.only:
+        keep = {n.strip() for n in args.only.split(",")}
+        cases = [c for c in cases if c[0] in keep]
+        if not cases:
+            raise ValueError(f"--only={args.only!r} is not accepted: expected registry names among "
+                             f"{sorted({c[0] for c in CASES + LARGE_CASES})}")
+    configs = [(name, zoo.create(name, device="meta", **kw).config, kw, bs, ik)
+               for name, kw, bs, ik in cases]
+    workers = args.parallel if args.device == "cpu" else 1
+    rows, results = [], []
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [[pool.submit(measure_training_memory, cfg, batch_size=bs, input_kwargs=ik,
+                                optimizer=args.optimizer, device=args.device)
+                    for _ in range(args.repeats)] for _, cfg, _, bs, ik in configs]
+        for (name, cfg, kw, bs, ik), futs in progress(list(zip(configs, futures)), desc="memory"):
+            est = estimate_training_memory(cfg, batch_size=bs, input_kwargs=ik,
+                                           optimizer=args.optimizer, device=args.device)
+            peaks = [f.result().peak for f in futs]
+            med = statistics.median(peaks)
+            err = 100 * (est.total / med - 1)
+            fam = zoo.get_entry(name).family
+            rows.append({"family": fam, "model": name, "size": _describe(kw, bs, ik),
+                         "estimate": est.total / MiB, "measured": statistics.median(peaks) / MiB,
+                         "range": f"[{min(peaks) / MiB:.0f}-{max(peaks) / MiB:.0f}]",
+                         "error": err, "trace": est.trace})
+            results.append({"family": fam, "model": name, "config": cfg, "batch_size": bs,
+                            "input_kwargs": ik, "estimate": est.to_dict(),
+                            "measured_bytes": peaks, "error_percent": err})
+    fmt_mib = lambda v: f"{v:,.1f}"  # noqa: E731
+    print_table(rows, [("family", "family"), ("model", "model"), ("size", "size"),
+                       ("estimate", "estimate MiB", fmt_mib), ("measured", "measured MiB", fmt_mib),
+                       ("range", "[min-max]"), ("error", "error %", lambda v: f"{v:+.1f}"),
+                       ("trace", "trace")])
+    worst = max(abs(r["error"]) for r in rows)
+    print(f"{len(rows)} cases, worst error {worst:.1f} %, {args.repeats} measurement(s) each, "
+          f"{time.perf_counter() - t0:.0f} s")
+    if args.json:
+        write_json(args.json, "memory", info, vars(args), results)
+    return 0
