@@ -204,6 +204,10 @@ def build(task: str, n_samples: int, vram_gb: float | None, latency_ms: float | 
     if families is not None:
         reasons.insert(0, f"families={list(families)!r}: candidates restricted to "
                           f"{', '.join(candidates)}")
+    if kind == "image" and shape[1] != shape[2]:
+        reasons.insert(0, f"input {shape[1]}x{shape[2]} is not square: costed at "
+                          f"{max(shape[1:])}x{max(shape[1:])} (the image models' img_size is one "
+                          f"side; every one ends in a global pool and accepts any size)")
     if chosen.latency is None and chosen.latency_bound is None:
         reasons.append("no latency budget: latency not measured (zoo.export_onnx + "
                        "factory.latency.measure_latency measure it)")

@@ -54,7 +54,6 @@ LATENCY_RUNS = 30
 _PARAMS_CACHE: dict[str, int] = {}
 _FLOPS_CACHE: dict[str, int] = {}
 _LATENCY_CACHE: dict[str, object] = {}   # config + provider -> factory.latency.LatencyResult
-STATS = {"measured": 0, "exported": 0}   # process-wide counters (benchmarks read them)
 
 
 @dataclass
@@ -233,8 +232,6 @@ class FamilySearch:
                     warmup=LATENCY_WARMUP, runs=LATENCY_RUNS)
                 self.measured += 1
                 self.exported += 1
-                STATS["measured"] += 1
-                STATS["exported"] += 1
             p.latency = _LATENCY_CACHE[key]
             self._note(p)
         return p.latency.median_ms
