@@ -717,6 +717,21 @@ PROFILED_FAMILIES = {
 _MEMORY_CACHE: dict[str, MemoryEstimate] = {}
 
 
+def _memory_key(config, batch_size, optimizer, dt, device, loss, input_kwargs) -> str:
+    return json.dumps([config, batch_size, optimizer, str(dt), device, loss, input_kwargs],
+                      sort_keys=True, default=str)
+
+
+def cached_training_memory(config: dict, *, batch_size: int, optimizer: str = "adam",
+                           dtype: str = "float32", device: str = "cpu",
+                           loss: str = "cross_entropy",
+                           input_kwargs: dict | None = None) -> MemoryEstimate | None:
+    """The estimate :func:`estimate_training_memory` already made for these arguments in this
+    process, or None (nothing is computed)."""
+    return _MEMORY_CACHE.get(_memory_key(config, batch_size, optimizer, torch_dtype(dtype),
+                                         device, loss, input_kwargs))
+
+
 def estimate_training_memory(config: dict, *, batch_size: int, optimizer: str = "adam",
                              dtype: str = "float32", device: str = "cpu",
                              loss: str = "cross_entropy",
@@ -738,8 +753,7 @@ def estimate_training_memory(config: dict, *, batch_size: int, optimizer: str = 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} is not accepted: expected an integer >= 1")
     dt = torch_dtype(dtype)
-    key = json.dumps([config, batch_size, optimizer, str(dt), device, loss, input_kwargs],
-                     sort_keys=True, default=str)
+    key = _memory_key(config, batch_size, optimizer, dt, device, loss, input_kwargs)
     if key in _MEMORY_CACHE:
         return _MEMORY_CACHE[key]
     family = zoo.get_entry(config["name"]).family

@@ -19,7 +19,10 @@ Monotone by construction -- loosening a budget or adding data never gives a smal
 
 * the policy only adds families as data grows or a budget loosens, and the winner is a maximum
   over families, each of whose best point is monotone;
-* caps and memory estimates are deterministic and monotone along the path;
+* the data cap is monotone along the path; memory estimates are deterministic and rise along it
+  up to the glibc model's noise (1-4 %), so a point counts as fitting when it or any larger
+  point of the path estimated in this process (cached) fits -- the set of fitting points only
+  grows as ``vram_gb`` loosens;
 * latency is noisy, so every measurement is cached per architecture for the process, and a point
   counts as fast enough when its *envelope* -- the smallest latency measured at it or any larger
   point of the path -- meets the budget (a model is never slower than a larger one of its path).
@@ -209,6 +212,14 @@ class FamilySearch:
             self._note(p)
         return p.memory.total
 
+    def known_memory(self, p: Point):
+        if p.memory is None:
+            p.memory = estimators.cached_training_memory(
+                p.config, batch_size=self.problem.batch_size, optimizer=self.problem.optimizer,
+                dtype=self.problem.dtype, device=self.problem.device, loss=self.problem.loss,
+                input_kwargs=self.problem.input_kwargs)
+        return p.memory
+
     def flops(self, p: Point) -> int:
         if p.flops is None:
             key = _key(p.config, self.problem.input_kwargs)
@@ -291,10 +302,16 @@ class FamilySearch:
                                  f"{fam.key}: at most {path[top].params:,} parameters under the "
                                  f"data cap, not more than the best so far ({best_params:,}); "
                                  f"not costed further")
-        # 2. training memory, by bisection
+        # 2. training memory, by bisection, then the largest point known to fit: memory estimates
+        # along a path rise with the architecture only up to glibc-model noise (1-4 %), so a point
+        # found by an earlier search of this process still counts (monotone in vram_gb).
         if prob.vram_gb is not None:
             limit = prob.vram_gb * 1e9
+            cap_top = top
             top = self.largest(top, lambda p: self.memory(p) <= limit)
+            known = [i for i in range(cap_top + 1) if (m := self.known_memory(path[i])) is not None
+                     and m.total <= limit]
+            top = max([top] + known)
             if top < 0:
                 return FamilyOutcome(fam.key, None, "rejected",
                                      f"{fam.key}: cheapest candidate needs "
@@ -321,8 +338,6 @@ class FamilySearch:
         if not ok(top):
             self.latency(path[top])
             measured_here += 1
-        elif self.bound(top) > budget:
-            pass  # fast enough by an earlier measurement of its own or a larger point
         if not ok(top):
             if not ok(0):
                 self.latency(path[0])

@@ -11,6 +11,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import torch
 
 import zoo
 from factory import estimate_training_memory, measure_training_memory
@@ -98,3 +99,19 @@ def test_bad_batch_size_is_named(bad):
     cfg = zoo.create("linear", device="meta").config
     with pytest.raises(ValueError, match=f"batch_size={bad!r} is not accepted"):
         estimate_training_memory(cfg, batch_size=bad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_cuda_estimate_within_15_percent_of_max_memory_allocated():
+    """On a GPU: the estimate for device='cuda' against torch.cuda.max_memory_allocated over real
+    steps (one probe at a time: they share the device)."""
+    bad, rows = [], []
+    for name, kw, bs, ik in CASES[::3]:
+        cfg = zoo.create(name, device="meta", **kw).config
+        measured = measure_training_memory(cfg, batch_size=bs, input_kwargs=ik, device="cuda").peak
+        est = estimate_training_memory(cfg, batch_size=bs, input_kwargs=ik, device="cuda").total
+        rows.append(f"{name} batch {bs}: estimate {est / MiB:.1f} MiB, measured "
+                    f"{measured / MiB:.1f} MiB ({100 * (est / measured - 1):+.1f} %)")
+        if abs(est / measured - 1) > TOLERANCE:
+            bad.append(rows[-1])
+    assert not bad, "\n".join(bad + ["all:"] + rows)
