@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "build": "factory.build",
+    "build": "factory.builder",  # module named apart from its function: no shadowing
     "ModelSpec": "factory.spec",
     "MemoryEstimate": "factory.estimators",
     "count_flops": "factory.estimators",

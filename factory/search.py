@@ -61,7 +61,7 @@ _LATENCY_CACHE: dict[str, object] = {}   # config + provider -> factory.latency.
 
 @dataclass
 class Problem:
-    """What one ``build`` call asks for, resolved (see :func:`factory.build.build`)."""
+    """What one ``build`` call asks for, resolved (see :func:`factory.builder.build`)."""
     task: policy.Task
     n_samples: int
     input_shape: tuple[int, ...]

@@ -26,7 +26,7 @@ __all__ = [
 def build(task, n_samples, vram_gb, latency_ms, **kwargs):
     """Choose and build the largest model that fits the task, data size and budgets.
 
-    See :func:`factory.build.build` for the arguments; the returned model carries ``model.spec``.
+    See :func:`factory.builder.build` for the arguments; the returned model carries ``model.spec``.
     """
     from factory import build as _build  # lazy: factory imports zoo, never the reverse at import
 

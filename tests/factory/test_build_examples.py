@@ -35,6 +35,9 @@ def test_cifar_sized_images_give_a_basic_block_resnet():
     assert spec.search["measured"] <= 2  # only finalists are exported
 
 
+# Serial: it re-times the model against its budget, which a neighbouring xdist worker's load would
+# distort (the README's command runs `-m serial` tests alone, after the parallel ones).
+@pytest.mark.serial
 def test_imagenet_sized_data_at_8ms_gives_mobilenetv2_and_meets_its_latency_again():
     model = zoo.build("image-classification", 1_000_000, 40, 8, input_shape=(3, 224, 224),
                       num_classes=1000)

@@ -235,13 +235,3 @@ def build(task: str, n_samples: int, vram_gb: float | None, latency_ms: float | 
         versions=library_versions())
     return model
 
-
-class _CallableModule(type(sys)):
-    """``factory.build`` is both this module and its function: whichever of the two an import
-    leaves on the package (``import factory.build`` sets the module), calling it builds."""
-
-    def __call__(self, *args, **kwargs):
-        return build(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
