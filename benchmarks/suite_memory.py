@@ -1,6 +1,6 @@
 """``zoo-bench memory``: the training-memory estimate against the measured peak, per case.
 
-For each case (every family at two sizes; the same cases as ``tests/factory/test_memory.py``)
+For each case (every family at two sizes; ``tests/factory/test_memory.py`` checks the same :data:`CASES`)
 the estimate of :func:`factory.estimate_training_memory` beside the peak measured by real
 training steps in a fresh process (:func:`factory.measure_training_memory`): on CPU the growth of
 the peak resident set plus the weights held before; with ``--device cuda``,

@@ -15,35 +15,12 @@ import pytest
 import torch
 
 import zoo
+from benchmarks.suite_memory import CASES  # every family at two sizes: the cases `zoo-bench memory` reports
 from factory import estimate_training_memory, measure_training_memory
 from factory.estimators import OPTIMIZERS, MiB, count_params, weight_bytes
 
 TOLERANCE = 0.15
 
-CASES = [  # (registry name, constructor arguments, batch size, example-input arguments)
-    ("linear", dict(in_features=20000, num_classes=1000), 64, None),
-    ("linear", dict(in_features=8000, num_classes=1000), 512, None),
-    ("mlp", dict(in_features=2000, hidden=4096, depth=3, num_classes=100), 64, None),
-    ("mlp", dict(in_features=1000, hidden=2048, depth=2, num_classes=10), 256, None),
-    ("resnet18", dict(num_classes=10, img_size=32), 64, None),
-    ("resnet18", dict(num_classes=10, img_size=32, width_mult=0.5), 256, None),
-    ("resnet50", dict(num_classes=10, img_size=32), 32, None),
-    ("resnet50", dict(num_classes=10, img_size=32, width_mult=0.5), 64, None),
-    ("seresnet18", dict(num_classes=10, img_size=32), 64, None),
-    ("seresnet50", dict(num_classes=10, img_size=32, width_mult=0.5), 64, None),
-    ("mobilenetv2", dict(num_classes=10, img_size=32), 64, None),
-    ("mobilenetv2", dict(num_classes=10, img_size=64, width_mult=0.5), 32, None),
-    ("inception", dict(num_classes=10, img_size=64), 16, None),
-    ("inception", dict(num_classes=10, img_size=64, width_mult=0.5), 32, None),
-    ("lstm", dict(in_features=8, seq_len=30, num_classes=5, hidden=512, layers=2), 128, None),
-    ("lstm", dict(in_features=8, seq_len=30, num_classes=5, hidden=256, layers=2), 256, None),
-    ("transformer", dict(in_features=8, seq_len=128, num_classes=5), 32, None),
-    ("transformer", dict(in_features=8, seq_len=256, num_classes=5), 32, None),
-    ("gcn", dict(in_features=128, num_classes=5, hidden=256, num_nodes=20000), 1,
-     {"num_nodes": 20000, "num_edges": 200000}),
-    ("gcn", dict(in_features=256, num_classes=10, hidden=512, num_nodes=50000), 1,
-     {"num_nodes": 50000, "num_edges": 500000}),
-]
 
 
 def test_every_registered_family_is_covered_at_two_sizes():
