@@ -38,7 +38,7 @@ def test_cifar_sized_images_give_a_basic_block_resnet():
 # Serial: it re-times the model against its budget, which a neighbouring xdist worker's load would
 # distort (the README's command runs `-m serial` tests alone, after the parallel ones).
 @pytest.mark.serial
-def test_imagenet_sized_data_at_8ms_gives_mobilenetv2_and_meets_its_latency_again():
+def test_imagenet_sized_data_at_8ms_gives_mobilenetv2_and_meets_its_latency_again(tmp_path):
     model = zoo.build("image-classification", 1_000_000, 40, 8, input_shape=(3, 224, 224),
                       num_classes=1000)
     spec = model.spec
@@ -48,9 +48,13 @@ def test_imagenet_sized_data_at_8ms_gives_mobilenetv2_and_meets_its_latency_agai
         assert verdicts[resnet]["status"] == "rejected", verdicts[resnet]
     assert "ms >" in verdicts["resnet18"]["reason"]
     assert spec.search["measured"] <= 8
-    # The returned model's own latency, measured again from scratch, is within its budget.
-    again = measure_latency(model.eval())
-    assert again.median_ms <= 8, (again.median_ms, spec.latency)
+    # The returned model's own latency, measured again from scratch, is within its budget: its
+    # own export, timed in three fresh processes, judged by the median of the three medians (one
+    # process disturbed by the machine must not decide; the search itself aims 10% under).
+    path = tmp_path / "again.onnx"
+    zoo.export_onnx(model, path)
+    medians = sorted(measure_latency(path).median_ms for _ in range(3))
+    assert medians[1] <= 8, (medians, spec.latency)
 
 
 def test_short_sequences_give_an_lstm():
