@@ -37,3 +37,20 @@ class ZooModel(nn.Module):
         if p is None:
             return {"device": torch.device("cpu"), "dtype": torch.get_default_dtype()}
         return {"device": p.device, "dtype": p.dtype}
+
+
+class SequenceModel(ZooModel):
+    """Base of the sequence models (LSTM, Transformer): inputs are ``(B, seq_len, in_features)``
+    floats, or ``(B, seq_len)`` token ids in ``[0, vocab_size)`` when ``vocab_size`` is set.
+    Subclasses set ``in_features``, ``seq_len`` and ``vocab_size``."""
+
+    in_features: int
+    seq_len: int
+    vocab_size: int | None = None
+
+    def example_inputs(self, batch_size: int = 1) -> tuple[torch.Tensor, ...]:
+        place = self._placement()
+        if self.vocab_size:
+            return (torch.randint(0, self.vocab_size, (batch_size, self.seq_len),
+                                  device=place["device"]),)
+        return (torch.randn(batch_size, self.seq_len, self.in_features, **place),)

@@ -5,6 +5,8 @@ Not a family: it registers nothing. The CNN family files subclass :class:`ImageC
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 from ..base import ZooModel
 
@@ -23,8 +25,9 @@ class ImageClassifier(ZooModel):
     """Base of the CNN classifiers: ``x`` (B, in_chans, H, W) -> logits (B, num_classes).
 
     Subclasses implement ``forward_features`` ((B, C, H, W) -> (B, num_features, h, w)) and
-    ``forward_head`` ((B, num_features, h, w) -> (B, num_classes)), as timm's models do; ``forward`` is
-    their composition. ``img_size`` only sizes :meth:`example_inputs`: every model here ends in a
+    ``get_classifier()`` (the final linear layer, under the reference's name: ``fc`` for
+    ResNet/Inception, ``classifier`` for MobileNetV2); :meth:`forward_head` is the shared global
+    average pool -> dropout -> classifier, and ``forward`` their composition, as in timm. ``img_size`` only sizes :meth:`example_inputs`: every model here ends in a
     global average pool, so it accepts any input size its strides leave at least 1x1.
     """
 
@@ -36,6 +39,15 @@ class ImageClassifier(ZooModel):
         self.in_chans = in_chans
         self.img_size = img_size
         self.drop_rate = float(drop_rate)
+
+    def get_classifier(self) -> nn.Module:
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.mean((2, 3))                       # (B, num_features): global average pool
+        if self.drop_rate:
+            x = F.dropout(x, p=self.drop_rate, training=self.training)
+        return self.get_classifier()(x)          # (B, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -167,11 +167,8 @@ class GoogLeNet(ImageClassifier):
             x = getattr(self, name)(x)
         return x
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.mean((2, 3))                       # (B, num_features): global avg pool
-        if self.drop_rate:
-            x = F.dropout(x, p=self.drop_rate, training=self.training)
-        return self.fc(x)                        # (B, num_classes)
+    def get_classifier(self) -> nn.Module:
+        return self.fc
 
 
 @register_model(family="inception", input_kind="image",

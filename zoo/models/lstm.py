@@ -4,12 +4,12 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..base import ZooModel
+from ..base import SequenceModel
 from ..registry import register_model
 from ..scaling import scale_depth, scale_width
 
 
-class LSTMClassifier(ZooModel):
+class LSTMClassifier(SequenceModel):
     """``[Embedding] -> nn.LSTM(batch_first=True) -> [Dropout] -> Linear`` on the final hidden state.
 
     The head reads the last layer's final hidden state ``h_T`` (for a bidirectional LSTM, the
@@ -56,13 +56,6 @@ class LSTMClassifier(ZooModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.drop(self.features(x)))  # (B, num_classes)
-
-    def example_inputs(self, batch_size: int = 1) -> tuple[torch.Tensor, ...]:
-        place = self._placement()
-        if self.vocab_size:
-            return (torch.randint(0, self.vocab_size, (batch_size, self.seq_len),
-                                  device=place["device"]),)
-        return (torch.randn(batch_size, self.seq_len, self.in_features, **place),)
 
 
 @register_model(family="lstm", input_kind="sequence", reference="torch.nn.LSTM")

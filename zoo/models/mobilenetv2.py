@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..registry import register_model
 from ..scaling import make_divisible, scale_depth, scale_width
@@ -184,11 +183,8 @@ class MobileNetV2(ImageClassifier):
         x = self.blocks(x)                            # (B, 320 * m, H/32, W/32)
         return self.act2(self.bn2(self.conv_head(x)))  # (B, head_chs, H/32, W/32)
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.mean((2, 3))                            # (B, head_chs): global avg pool
-        if self.drop_rate:
-            x = F.dropout(x, p=self.drop_rate, training=self.training)
-        return self.classifier(x)                     # (B, num_classes)
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
 
 
 @register_model(family="mobilenetv2", input_kind="image",

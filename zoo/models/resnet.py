@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..registry import register_model
 from ..scaling import scale_depth, scale_width
@@ -189,11 +188,8 @@ class ResNet(ImageClassifier):
         x = self.layer3(x)
         return self.layer4(x)                                 # (B, num_features, H/32, W/32)
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.mean((2, 3))                                    # (B, num_features): global avg pool
-        if self.drop_rate:
-            x = F.dropout(x, p=self.drop_rate, training=self.training)
-        return self.fc(x)                                     # (B, num_classes)
+    def get_classifier(self) -> nn.Module:
+        return self.fc
 
 
 def _resnet(depth: int, *, se: bool, num_classes: int, in_chans: int, img_size: int, width_mult: float,

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from kernels.attention import attention
 
-from ..base import ZooModel
+from ..base import SequenceModel
 from ..registry import register_model
 from ..scaling import scale_depth, scale_width
 
@@ -105,7 +105,7 @@ class TransformerBlock(nn.Module):
             ours.copy_(theirs)
 
 
-class Transformer(ZooModel):
+class Transformer(SequenceModel):
     """Input projection + learned positions, ``depth`` pre-norm blocks, final LayerNorm, masked mean
     pooling, linear head.
 
@@ -180,13 +180,6 @@ class Transformer(ZooModel):
             valid = (~key_padding_mask).unsqueeze(-1).to(h.dtype)  # (B, T, 1)
             pooled = (h * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)  # (B, d)
         return self.head(pooled)  # (B, num_classes)
-
-    def example_inputs(self, batch_size: int = 1) -> tuple[torch.Tensor, ...]:
-        place = self._placement()
-        if self.vocab_size:
-            return (torch.randint(0, self.vocab_size, (batch_size, self.seq_len),
-                                  device=place["device"]),)
-        return (torch.randn(batch_size, self.seq_len, self.in_features, **place),)
 
 
 @register_model(family="transformer", input_kind="sequence",
