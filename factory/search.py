@@ -441,8 +441,7 @@ def _budget_error(problem: Problem, outcomes: list[FamilyOutcome],
             return min(rejected, key=lambda o: o.cheapest.latency.median_ms, default=None)
         return min(rejected, key=lambda o: o.cheapest.params, default=None)
 
-    o = cheapest("vram_gb")
-    if o is not None and all(x.failed == "vram_gb" for x in outcomes):
+    def memory_error(o: FamilyOutcome) -> BudgetError:
         need = o.cheapest.memory.total / 1e9
         would = _round_up(need)
         return BudgetError(
@@ -450,6 +449,10 @@ def _budget_error(problem: Problem, outcomes: list[FamilyOutcome],
             f"{o.cheapest.params:,} params) needs {need:.3g} GB to train at batch "
             f"{problem.batch_size} with {problem.optimizer}; vram_gb >= {would:g} would work",
             budget="vram_gb", cheapest=o.cheapest.to_dict(), would_work=would)
+
+    o = cheapest("vram_gb")
+    if o is not None and all(x.failed == "vram_gb" for x in outcomes):
+        return memory_error(o)
     o = cheapest("latency_ms")
     if o is not None:
         ms = o.cheapest.latency.median_ms
@@ -463,14 +466,7 @@ def _budget_error(problem: Problem, outcomes: list[FamilyOutcome],
             f"in ONNX Runtime ({problem.provider}); the search keeps a {LATENCY_MARGIN:.0%} "
             f"margin, so latency_ms >= {would:g} would work{extra}",
             budget="latency_ms", cheapest=o.cheapest.to_dict(), would_work=would)
-    o = cheapest("vram_gb")
-    need = o.cheapest.memory.total / 1e9
-    would = _round_up(need)
-    return BudgetError(
-        f"vram_gb={problem.vram_gb:g}: the cheapest candidate ({o.cheapest.label()}, "
-        f"{o.cheapest.params:,} params) needs {need:.3g} GB to train at batch {problem.batch_size} "
-        f"with {problem.optimizer}; vram_gb >= {would:g} would work",
-        budget="vram_gb", cheapest=o.cheapest.to_dict(), would_work=would)
+    return memory_error(cheapest("vram_gb"))
 
 
 def _round_up(x: float) -> float:

@@ -202,57 +202,29 @@ def _resnet(depth: int, *, se: bool, num_classes: int, in_chans: int, img_size: 
                   se=se, drop_rate=drop_rate, device=device, dtype=dtype)
 
 
-@register_model(family="resnet", input_kind="image", reference="timm resnet18")
-def resnet18(*, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224, width_mult: float = 1.0,
-             depth_mult: float = 1.0, drop_rate: float = 0.0, device=None, dtype=None) -> ResNet:
-    """ResNet-18: basic blocks, 2-2-2-2 (11.7 M parameters at 1000 classes)."""
-    return _resnet(18, se=False, **locals())
+def _register(depth: int, se: bool, params: str) -> None:
+    """Register ``resnet{depth}`` / ``seresnet{depth}``: one builder per row of the table below."""
+    name = f"{'se' if se else ''}resnet{depth}"
+    block, layers = LAYOUTS[depth]
+
+    def builder(*, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224,
+                width_mult: float = 1.0, depth_mult: float = 1.0, drop_rate: float = 0.0,
+                device=None, dtype=None) -> ResNet:
+        return _resnet(depth, se=se, num_classes=num_classes, in_chans=in_chans,
+                       img_size=img_size, width_mult=width_mult, depth_mult=depth_mult,
+                       drop_rate=drop_rate, device=device, dtype=dtype)
+
+    kind = "basic" if block is BasicBlock else "bottleneck"
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = (f"{'SE-' if se else ''}ResNet-{depth}: {kind} blocks, "
+                       f"{'-'.join(map(str, layers))}" + (", squeeze-and-excitation in every block"
+                                                          if se else "") + f" ({params} at 1000 classes).")
+    register_model(family="seresnet" if se else "resnet", input_kind="image",
+                   reference=f"timm {name}")(builder)
+    globals()[name] = builder
 
 
-@register_model(family="resnet", input_kind="image", reference="timm resnet34")
-def resnet34(*, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224, width_mult: float = 1.0,
-             depth_mult: float = 1.0, drop_rate: float = 0.0, device=None, dtype=None) -> ResNet:
-    """ResNet-34: basic blocks, 3-4-6-3 (21.8 M parameters at 1000 classes)."""
-    return _resnet(34, se=False, **locals())
-
-
-@register_model(family="resnet", input_kind="image", reference="timm resnet50")
-def resnet50(*, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224, width_mult: float = 1.0,
-             depth_mult: float = 1.0, drop_rate: float = 0.0, device=None, dtype=None) -> ResNet:
-    """ResNet-50: bottleneck blocks, 3-4-6-3 (25.6 M parameters at 1000 classes)."""
-    return _resnet(50, se=False, **locals())
-
-
-@register_model(family="resnet", input_kind="image", reference="timm resnet101")
-def resnet101(*, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224, width_mult: float = 1.0,
-              depth_mult: float = 1.0, drop_rate: float = 0.0, device=None, dtype=None) -> ResNet:
-    """ResNet-101: bottleneck blocks, 3-4-23-3 (44.5 M parameters at 1000 classes)."""
-    return _resnet(101, se=False, **locals())
-
-
-@register_model(family="seresnet", input_kind="image", reference="timm seresnet18")
-def seresnet18(*, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224, width_mult: float = 1.0,
-               depth_mult: float = 1.0, drop_rate: float = 0.0, device=None, dtype=None) -> ResNet:
-    """SE-ResNet-18: ResNet-18 with a squeeze-and-excitation module in every block."""
-    return _resnet(18, se=True, **locals())
-
-
-@register_model(family="seresnet", input_kind="image", reference="timm seresnet34")
-def seresnet34(*, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224, width_mult: float = 1.0,
-               depth_mult: float = 1.0, drop_rate: float = 0.0, device=None, dtype=None) -> ResNet:
-    """SE-ResNet-34: ResNet-34 with a squeeze-and-excitation module in every block."""
-    return _resnet(34, se=True, **locals())
-
-
-@register_model(family="seresnet", input_kind="image", reference="timm seresnet50")
-def seresnet50(*, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224, width_mult: float = 1.0,
-               depth_mult: float = 1.0, drop_rate: float = 0.0, device=None, dtype=None) -> ResNet:
-    """SE-ResNet-50: ResNet-50 with a squeeze-and-excitation module in every block."""
-    return _resnet(50, se=True, **locals())
-
-
-@register_model(family="seresnet", input_kind="image", reference="timm seresnet101")
-def seresnet101(*, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224, width_mult: float = 1.0,
-                depth_mult: float = 1.0, drop_rate: float = 0.0, device=None, dtype=None) -> ResNet:
-    """SE-ResNet-101: ResNet-101 with a squeeze-and-excitation module in every block."""
-    return _resnet(101, se=True, **locals())
+#            depth  SE     parameters at 1000 classes (= timm's)
+for _row in ((18, False, "11.7M"), (34, False, "21.8M"), (50, False, "25.6M"), (101, False, "44.5M"),
+             (18, True, "11.8M"), (34, True, "22.0M"), (50, True, "28.1M"), (101, True, "49.3M")):
+    _register(*_row)
