@@ -1,6 +1,6 @@
-"""``python -m benchmarks``: the same as ``zoo-bench``."""
+"""``python -m zoo.benchmarks``: the same as ``zoo-bench``."""
 import sys
 
-from benchmarks.cli import main
+from zoo.benchmarks.cli import main
 
 sys.exit(main())

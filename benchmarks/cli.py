@@ -1,11 +1,11 @@
-"""``zoo-bench`` (also ``python -m benchmarks``): the benchmark CLI, one subcommand per suite.
+"""``zoo-bench`` (also ``python -m zoo.benchmarks``): the benchmark CLI, one subcommand per suite.
 
-Each suite is the module ``benchmarks.suite_<name>`` exposing ``add_arguments(parser)`` and
+Each suite is the module ``zoo.benchmarks.suite_<name>`` exposing ``add_arguments(parser)`` and
 ``run(args) -> int`` (the exit status), imported only when its subcommand runs (or when its
 options are listed), so one suite's heavy imports never slow another. A suite module that is not
 there yet is reported as such instead of breaking the CLI.
 
-Output conventions (see :mod:`benchmarks.report`): a header with the device, threads and versions;
+Output conventions (see :mod:`zoo.benchmarks.report`): a header with the device, threads and versions;
 every figure as median [min-max]; ``--json PATH`` with every figure and the runtime info.
 """
 from __future__ import annotations

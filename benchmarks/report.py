@@ -3,7 +3,7 @@
 A suite collects its figures as rows of plain dicts, where every timing is a *figure*
 ``{"median_ms", "min_ms", "max_ms", ...}`` (:func:`figure`), then calls:
 
-* :func:`print_header` once — device, threads, versions (from :func:`factory.timing.runtime_info`);
+* :func:`print_header` once — device, threads, versions (from :func:`zoo.factory.timing.runtime_info`);
 * :func:`print_table` — a fixed-width table; figures print as ``median [min-max]``;
 * :func:`write_json` for ``--json PATH`` — ``{"suite", "runtime", "args", "results"}``, atomically;
 * :func:`plot_figures` for ``--plot PATH`` — horizontal bars of medians, min-max whiskers (Agg);

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from factory.timing import runtime_info
+from zoo.factory.timing import runtime_info
 
 from .report import print_header, print_table, progress, write_json
 

@@ -1,6 +1,6 @@
 """``zoo-bench kernels``: each kernel against its reference twin and the library users would use.
 
-Every row is a pair timed in interleaved runs (:func:`factory.timing.time_interleaved`), with the
+Every row is a pair timed in interleaved runs (:func:`zoo.factory.timing.time_interleaved`), with the
 largest absolute difference of their outputs (same inputs, same weights) beside the times:
 
 * GCN propagation ``Â X``: the cached CSR fast path vs its exportable gather/scatter twin (full
@@ -9,9 +9,9 @@ largest absolute difference of their outputs (same inputs, same weights) beside 
 * a 2-layer GCN (hidden 64): ``zoo.create("gcn")`` vs a stack of
   ``torch_geometric.nn.GCNConv(cached=True)``, forward (inference) and a training step
   (forward + cross-entropy + backward + Adam step), same weights, same graph;
-* attention: :func:`kernels.attention.attention` (SDPA) vs :func:`kernels.attention.attention_ref`,
+* attention: :func:`zoo.kernels.attention.attention` (SDPA) vs :func:`zoo.kernels.attention.attention_ref`,
   without and with a key padding mask;
-* LSTM: ``nn.LSTM`` (the fast path) vs :func:`kernels.lstm_cell.lstm_ref`, same weights.
+* LSTM: ``nn.LSTM`` (the fast path) vs :func:`zoo.kernels.lstm_cell.lstm_ref`, same weights.
 
 Ratios are ours / theirs: below 1 means ours is faster.
 """
@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from factory.timing import physical_cores, runtime_info, time_interleaved, torch_threads
+from zoo.factory.timing import physical_cores, runtime_info, time_interleaved, torch_threads
 
 from .report import figure, plot_figures, print_header, print_table, progress, ratio, write_json
 
@@ -102,7 +102,7 @@ class _PyGStack(nn.Module):
 
 def gcn_rows(args) -> list[dict]:
     import zoo
-    from kernels.gcn_propagation import AdjacencyCache, propagate, propagate_dense_ref, propagate_scatter
+    from zoo.kernels.gcn_propagation import AdjacencyCache, propagate, propagate_dense_ref, propagate_scatter
 
     rows = []
     x, edge_index = _graph(args.nodes, args.edges, args.features)
@@ -161,7 +161,7 @@ def gcn_rows(args) -> list[dict]:
 # --- attention and LSTM --------------------------------------------------------------------------
 
 def attention_rows(args) -> list[dict]:
-    from kernels.attention import attention, attention_ref
+    from zoo.kernels.attention import attention, attention_ref
 
     g = torch.Generator().manual_seed(3)
     b, t = args.batch, args.seq_len
@@ -180,7 +180,7 @@ def attention_rows(args) -> list[dict]:
 
 
 def lstm_rows(args) -> list[dict]:
-    from kernels.lstm_cell import lstm_ref, lstm_weights
+    from zoo.kernels.lstm_cell import lstm_ref, lstm_weights
 
     torch.manual_seed(4)
     b, t = args.batch, args.seq_len

@@ -1,8 +1,8 @@
 """``zoo-bench memory``: the training-memory estimate against the measured peak, per case.
 
 For each case (every family at two sizes; ``tests/factory/test_memory.py`` checks the same :data:`CASES`)
-the estimate of :func:`factory.estimate_training_memory` beside the peak measured by real
-training steps in a fresh process (:func:`factory.measure_training_memory`): on CPU the growth of
+the estimate of :func:`zoo.factory.estimate_training_memory` beside the peak measured by real
+training steps in a fresh process (:func:`zoo.factory.measure_training_memory`): on CPU the growth of
 the peak resident set plus the weights held before; with ``--device cuda``,
 ``torch.cuda.max_memory_allocated``. Measurements are median [min-max] over ``--repeats``.
 """
@@ -14,8 +14,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import zoo
-from factory.estimators import MiB, estimate_training_memory, measure_training_memory
-from factory.timing import runtime_info
+from zoo.factory.estimators import MiB, estimate_training_memory, measure_training_memory
+from zoo.factory.timing import runtime_info
 
 from .report import print_header, print_table, progress, write_json
 

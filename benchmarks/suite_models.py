@@ -4,14 +4,14 @@ Per model (registry defaults; ``--img-size`` changes image models' resolution), 
 
 * parameters, and forward FLOPs counted by PyTorch's ``FlopCounterMode`` on the model itself
   (2 per multiply-add; ops it has no formula for, e.g. element-wise ones, count 0);
-* PyTorch eager latency (:func:`factory.latency.measure_eager_latency`, inference mode);
-* ONNX Runtime latency of the model's ONNX export (:func:`factory.latency.measure_latency`,
+* PyTorch eager latency (:func:`zoo.factory.latency.measure_eager_latency`, inference mode);
+* ONNX Runtime latency of the model's ONNX export (:func:`zoo.factory.latency.measure_latency`,
   isolated in a fresh process), and eager / ORT;
 * where timm has the same architecture, timm's eager latency and ours, in paired interleaved
-  runs (:func:`factory.timing.time_interleaved`), and ours / timm;
+  runs (:func:`zoo.factory.timing.time_interleaved`), and ours / timm;
 
 and a ``fold_conv_bn`` row (when ``resnet50`` is selected): resnet50 eager, folded
-(:func:`kernels.fold_bn.fold_conv_bn`) vs unfolded, paired and interleaved.
+(:func:`zoo.kernels.fold_bn.fold_conv_bn`) vs unfolded, paired and interleaved.
 
 All timings use the same number of threads (``--threads``, default: the physical cores). A model
 whose measurement fails (e.g. its export) gets an ``error`` entry instead of figures, the others
@@ -23,7 +23,7 @@ import argparse
 
 import torch
 
-from factory.timing import physical_cores, runtime_info, time_interleaved, torch_threads
+from zoo.factory.timing import physical_cores, runtime_info, time_interleaved, torch_threads
 
 from .report import fmt_count, fmt_figure, figure, plot_figures, print_header, print_table, progress, \
     ratio, write_json
@@ -77,7 +77,7 @@ def measure_model(name: str, args, threads: int) -> dict:
     from pathlib import Path
 
     import zoo
-    from factory.latency import measure_eager_latency, measure_latency
+    from zoo.factory.latency import measure_eager_latency, measure_latency
 
     model = _build(name, args.img_size)
     inputs = model.example_inputs(batch_size=1)
@@ -122,7 +122,7 @@ def _timm_pair(name: str, model, inputs, args, threads: int) -> dict:
 
 def measure_fold(args, threads: int) -> dict:
     """resnet50 eager batch 1: folded vs unfolded, paired, and their largest output difference."""
-    from kernels.fold_bn import fold_conv_bn
+    from zoo.kernels.fold_bn import fold_conv_bn
 
     model = _build(FOLD_MODEL, args.img_size)
     folded = fold_conv_bn(model)

@@ -1,11 +1,11 @@
 """The constraint-aware factory (imports zoo and kernels, never the reverse).
 
 ``build(task, n_samples, vram_gb, latency_ms)`` picks the family whose inductive bias fits the
-task (:mod:`factory.policy`), caps capacity by the data size, and searches width and depth for the
+task (:mod:`zoo.factory.policy`), caps capacity by the data size, and searches width and depth for the
 largest model that trains in the memory budget and meets the latency budget
-(:mod:`factory.search`), costing candidates with :mod:`factory.estimators`.
+(:mod:`zoo.factory.search`), costing candidates with :mod:`zoo.factory.estimators`.
 
-The public names are imported lazily (PEP 562), so ``import factory.timing`` -- which the isolated
+The public names are imported lazily (PEP 562), so ``import zoo.factory.timing`` -- which the isolated
 ONNX Runtime timer runs without torch -- does not import torch through this package.
 """
 from __future__ import annotations
@@ -13,14 +13,14 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "build": "factory.builder",  # module named apart from its function: no shadowing
-    "ModelSpec": "factory.spec",
-    "MemoryEstimate": "factory.estimators",
-    "count_flops": "factory.estimators",
-    "count_params": "factory.estimators",
-    "estimate_training_memory": "factory.estimators",
-    "measure_training_memory": "factory.estimators",
-    "weight_bytes": "factory.estimators",
+    "build": "zoo.factory.builder",  # module named apart from its function: no shadowing
+    "ModelSpec": "zoo.factory.spec",
+    "MemoryEstimate": "zoo.factory.estimators",
+    "count_flops": "zoo.factory.estimators",
+    "count_params": "zoo.factory.estimators",
+    "estimate_training_memory": "zoo.factory.estimators",
+    "measure_training_memory": "zoo.factory.estimators",
+    "weight_bytes": "zoo.factory.estimators",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,8 +1,8 @@
 """Time one ONNX file in ONNX Runtime, in a process that imports only onnxruntime and numpy.
 
-Run as ``python -m factory._ort_timer FILE --batch-size B --provider cpu --threads T --warmup W
---runs R``; prints one JSON object (the :class:`factory.timing.Timing` fields plus what was run)
-on stdout. :func:`factory.latency.measure_latency` starts it, so nothing the parent process did
+Run as ``python -m zoo.factory._ort_timer FILE --batch-size B --provider cpu --threads T --warmup W
+--runs R``; prints one JSON object (the :class:`zoo.factory.timing.Timing` fields plus what was run)
+on stdout. :func:`zoo.factory.latency.measure_latency` starts it, so nothing the parent process did
 (an export, a warm PyTorch thread pool, another session) disturbs the measurement. It is also
 called in-process (``isolate=False``) through :func:`time_onnx`.
 
@@ -19,7 +19,7 @@ exported with (``zoo.inputs`` metadata). Integer inputs (token ids, edge indices
 ``[0, high)`` with ``high`` from that metadata, so every index is valid.
 
 This module must not import torch (a test checks it): keep ``factory/__init__.py`` light, since
-``python -m factory._ort_timer`` imports the package first.
+``python -m zoo.factory._ort_timer`` imports the package first.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import sys
 import numpy as np
 import onnxruntime as ort
 
-from factory.timing import time_callable
+from zoo.factory.timing import time_callable
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 _NP_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
@@ -119,7 +119,7 @@ def time_onnx(path: str, *, batch_size: int = 1, provider: str = "cpu", threads:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m factory._ort_timer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m zoo.factory._ort_timer", description=__doc__.splitlines()[0])
     parser.add_argument("path")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--provider", default="cpu", choices=sorted(PROVIDERS))

@@ -1,9 +1,9 @@
 """``build(task, n_samples, vram_gb, latency_ms)``: the right model for a task, data and machine.
 
-The policy (:mod:`factory.policy`) names the families whose inductive bias fits the task and caps
-capacity by the data size; the search (:mod:`factory.search`) finds the largest model of those
+The policy (:mod:`zoo.factory.policy`) names the families whose inductive bias fits the task and caps
+capacity by the data size; the search (:mod:`zoo.factory.search`) finds the largest model of those
 families that trains within ``vram_gb`` and runs within ``latency_ms``; the result is a real,
-seeded model in train mode carrying ``model.spec`` (:class:`factory.spec.ModelSpec`).
+seeded model in train mode carrying ``model.spec`` (:class:`zoo.factory.spec.ModelSpec`).
 """
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def build(task: str, n_samples: int, vram_gb: float | None, latency_ms: float | 
     ``vram_gb`` and answers in ``latency_ms``.
 
     Args:
-        task: one of :data:`factory.policy.TASKS` (``"image-classification"``, ...).
+        task: one of :data:`zoo.factory.policy.TASKS` (``"image-classification"``, ...).
         n_samples: training samples (rows, images, sequences; nodes for node classification).
         vram_gb: training memory at ``batch_size`` with ``optimizer`` (GB of 1e9 bytes; on CPU the
             process's resident memory), or None for no bound.
@@ -113,7 +113,7 @@ def build(task: str, n_samples: int, vram_gb: float | None, latency_ms: float | 
         progress: show a progress bar (tqdm, on stderr) while searching.
         n_edges: node classification only: edges in the graph (default 10 per node).
 
-    Returns a real model in train mode with ``model.spec`` (:class:`factory.spec.ModelSpec`).
+    Returns a real model in train mode with ``model.spec`` (:class:`zoo.factory.spec.ModelSpec`).
     Raises ``ValueError`` for a bad argument and :class:`zoo.BudgetError` when nothing fits.
     """
     t0 = time.perf_counter()

@@ -8,8 +8,8 @@ forward pass the model cannot run, e.g. on the meta device). The rules, in the o
 with the seed's words in :data:`PRINCIPLES`:
 
 1. ``inductive-bias`` -- the model's input kind (its registry entry) is the task's
-   (:data:`factory.policy.TASKS`); an MLP on images fails.
-2. ``capacity`` -- parameters against :func:`factory.policy.capacity_cap` for the data size.
+   (:data:`zoo.factory.policy.TASKS`); an MLP on images fails.
+2. ``capacity`` -- parameters against :func:`zoo.factory.policy.capacity_cap` for the data size.
 3. ``skip-connections`` -- weight layers on the longest input-to-output path, and whether residual
    connections exist; more than 10 layers without them warns.
 4. ``depth-width`` -- the narrowest hidden layer of a deep net, the widest of a shallow one.
@@ -537,7 +537,7 @@ def check_model(model: nn.Module, *, task: str | None = None, n_samples: int | N
     Args:
         model: a zoo model (``zoo.create`` / ``zoo.load`` / ``zoo.build``); never modified: the
             forward and backward run on a deep copy in train mode.
-        task: a :data:`factory.policy.TASKS` name; enables the inductive-bias rule.
+        task: a :data:`zoo.factory.policy.TASKS` name; enables the inductive-bias rule.
         n_samples: training-set size; enables the capacity rule.
         batch_size: batch of ``model.example_inputs`` for the traced step (graphs: copies of the
             example graph). At least 2 where the model has BatchNorm.

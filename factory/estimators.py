@@ -876,7 +876,7 @@ def measure_training_memory(config: dict, *, batch_size: int, optimizer: str = "
     """
     request = dict(config=config, batch_size=batch_size, optimizer=optimizer, dtype=dtype,
                    device=device, loss=loss, input_kwargs=input_kwargs, steps=steps)
-    proc = subprocess.run([sys.executable, "-m", "factory.memprobe", json.dumps(request)],
+    proc = subprocess.run([sys.executable, "-m", "zoo.factory.memprobe", json.dumps(request)],
                           capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONHASHSEED": "0"})
     if proc.returncode != 0:

@@ -12,11 +12,11 @@ process, and 530 ms after two exports with an ORT session alive beside it. So:
   (default: the physical cores available), one inter-op thread, sequential execution; one
   session at a time, released before returning (``factory/_ort_timer.py``);
 * with ``isolate=True`` (the default) the timing runs in a fresh subprocess
-  (``python -m factory._ort_timer``) that imports only onnxruntime and numpy, so nothing this
+  (``python -m zoo.factory._ort_timer``) that imports only onnxruntime and numpy, so nothing this
   process did (an export, a warm PyTorch pool) disturbs it, and nothing it does outlives it.
 
 :func:`measure_eager_latency` times PyTorch eager under ``torch.inference_mode()`` through the same
-:func:`factory.timing.time_callable`, so the two figures are comparable.
+:func:`zoo.factory.timing.time_callable`, so the two figures are comparable.
 """
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def measure_latency(model_or_onnx_path, *, batch_size: int = 1, provider: str = 
         isolate: time in a fresh subprocess (see the module docstring). ``False`` times in this
             process: faster to start, but exposed to whatever this process did before.
     """
-    from factory._ort_timer import check_provider
+    from zoo.factory._ort_timer import check_provider
 
     _check_int("batch_size", batch_size, 1)
     _check_int("warmup", warmup, 0)
@@ -123,7 +123,7 @@ def _time_file(path: Path, batch_size: int, provider: str, threads: int, warmup:
     if isolate:
         out = _run_isolated(path, batch_size, provider, threads, warmup, runs)
     else:
-        from factory._ort_timer import time_onnx
+        from zoo.factory._ort_timer import time_onnx
 
         out = time_onnx(str(path), batch_size=batch_size, provider=provider, threads=threads,
                         warmup=warmup, runs=runs)
@@ -137,10 +137,10 @@ def _time_file(path: Path, batch_size: int, provider: str, threads: int, warmup:
 
 def _run_isolated(path: Path, batch_size: int, provider: str, threads: int, warmup: int,
                   runs: int) -> dict:
-    """Run ``python -m factory._ort_timer`` on ``path`` and return its JSON answer."""
+    """Run ``python -m zoo.factory._ort_timer`` on ``path`` and return its JSON answer."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PROJECT_ROOT, env.get("PYTHONPATH")) if p)
-    cmd = [sys.executable, "-m", "factory._ort_timer", str(path), "--batch-size", str(batch_size),
+    cmd = [sys.executable, "-m", "zoo.factory._ort_timer", str(path), "--batch-size", str(batch_size),
            "--provider", provider, "--threads", str(threads), "--warmup", str(warmup),
            "--runs", str(runs)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=_SUBPROCESS_TIMEOUT_S,
@@ -161,7 +161,7 @@ def measure_eager_latency(model: nn.Module, inputs, *, warmup: int = 10, runs: i
     """Median (p90, min, max) latency of ``model(*inputs)`` in PyTorch eager mode.
 
     Timed under ``torch.inference_mode()`` with the model in eval mode (its previous mode is
-    restored afterwards), through :func:`factory.timing.time_callable`; on CUDA each call is
+    restored afterwards), through :func:`zoo.factory.timing.time_callable`; on CUDA each call is
     synchronised. ``threads`` (default: the physical cores available, as for ONNX Runtime) is
     set with ``torch.set_num_threads`` for the measurement and restored afterwards.
     """

@@ -1,8 +1,8 @@
-"""Measure real training memory in this (fresh) process: ``python -m factory.memprobe '<json>'``.
+"""Measure real training memory in this (fresh) process: ``python -m zoo.factory.memprobe '<json>'``.
 
-The independent check of :func:`factory.estimators.estimate_training_memory`: it runs real steps
+The independent check of :func:`zoo.factory.estimators.estimate_training_memory`: it runs real steps
 on real tensors and reads the kernel's account of the process, never the estimator's tracing.
-Prints one JSON line (a :class:`factory.estimators.MeasuredMemory`).
+Prints one JSON line (a :class:`zoo.factory.estimators.MeasuredMemory`).
 
 CPU: after the model and optimizer are built, ``/proc/self/clear_refs`` ("5") resets the peak
 resident set ``VmHWM`` to the current ``VmRSS``; after the steps, the growth of ``VmHWM`` plus the
@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
     import torch
 
     import zoo
-    from factory.estimators import make_inputs, make_loss, make_optimizer, torch_dtype, weight_bytes
+    from zoo.factory.estimators import make_inputs, make_loss, make_optimizer, torch_dtype, weight_bytes
 
     req = json.loads(argv[0])
     device, steps = req["device"], int(req["steps"])

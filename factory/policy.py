@@ -9,7 +9,7 @@ Read top to bottom:
 * :data:`RULES` -- task and data -> candidate families, in preference order. Every row whose
   condition holds contributes its families, in table order. Rows only ever *add* families as
   the data grows or a budget loosens, which is half of why ``build`` is monotone (the search is
-  the other half, see :mod:`factory.search`).
+  the other half, see :mod:`zoo.factory.search`).
 * :data:`CAPACITY` and :func:`capacity_cap` -- the largest parameter count the data supports.
 * :func:`scaling_path` -- the compound-scaling path a family's search walks.
 

@@ -1,13 +1,13 @@
 """The multiplier search: the largest model that meets every budget and the data cap.
 
 For each candidate family (in the policy's preference order) the search walks its
-compound-scaling path (:func:`factory.policy.scaling_path`: width and depth grow together) and
+compound-scaling path (:func:`zoo.factory.policy.scaling_path`: width and depth grow together) and
 finds the largest point that fits:
 
 1. **data cap and memory, by bisection** -- parameters are counted and training memory traced on
    fake tensors (cheap), both monotone along the path;
 2. **latency, by prediction and few measurements** -- only finalists are exported to ONNX and
-   timed (:func:`factory.latency.measure_latency`): first the largest point that fits memory; if
+   timed (:func:`zoo.factory.latency.measure_latency`): first the largest point that fits memory; if
    it is too slow, the smallest; then points predicted (log-log interpolation of latency against
    FLOPs between the measured brackets) to meet the budget, at most :data:`MAX_MEASUREMENTS` per
    family. A family whose largest point cannot beat the best model found so far is not measured.
@@ -61,7 +61,7 @@ _LATENCY_CACHE: dict[str, object] = {}   # config + provider -> factory.latency.
 
 @dataclass
 class Problem:
-    """What one ``build`` call asks for, resolved (see :func:`factory.builder.build`)."""
+    """What one ``build`` call asks for, resolved (see :func:`zoo.factory.builder.build`)."""
     task: policy.Task
     n_samples: int
     input_shape: tuple[int, ...]
@@ -392,7 +392,7 @@ class FamilySearch:
 
 def search(problem: Problem, families: list[str], *, progress: Callable[[str], None] | None = None
            ) -> SearchResult:
-    """Run the search over ``families`` (keys of :data:`factory.policy.FAMILIES`, preferred first).
+    """Run the search over ``families`` (keys of :data:`zoo.factory.policy.FAMILIES`, preferred first).
 
     Raises :class:`zoo.BudgetError` when no family meets every budget.
     """

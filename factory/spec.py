@@ -15,9 +15,9 @@ SPEC_VERSION = 1
 
 @dataclass
 class ModelSpec:
-    """The decision record of one :func:`factory.build` call.
+    """The decision record of one :func:`zoo.factory.build` call.
 
-    ``memory``: the training-memory breakdown in bytes (:class:`factory.estimators.MemoryEstimate`
+    ``memory``: the training-memory breakdown in bytes (:class:`zoo.factory.estimators.MemoryEstimate`
     as a dict). ``latency``: the measured ONNX Runtime latency of the chosen model (median, p90,
     min, max in ms, runs, threads, provider), or None when there was no latency budget or the
     model is small enough that ``latency_bound_ms`` (from its FLOPs) already meets it.

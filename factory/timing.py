@@ -5,7 +5,7 @@ benchmark; nobody else writes a timing loop. :func:`runtime_info` records the de
 settings and the library versions that belong next to every figure.
 
 This module imports only the standard library, so the isolated ONNX Runtime timer
-(``python -m factory._ort_timer``) starts without importing torch.
+(``python -m zoo.factory._ort_timer``) starts without importing torch.
 """
 from __future__ import annotations
 

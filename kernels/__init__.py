@@ -1,5 +1,5 @@
 """Performance-critical primitives, each a fast path with a plain-PyTorch reference twin.
 
-Import from the submodules (``from kernels.attention import attention, attention_ref``); this layer
+Import from the submodules (``from zoo.kernels.attention import attention, attention_ref``); this layer
 imports only torch.
 """

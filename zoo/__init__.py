@@ -5,43 +5,47 @@
 >>> model = zoo.build("image-classification", n_samples=50_000, vram_gb=8, latency_ms=15,
 ...                   input_shape=(3, 32, 32), num_classes=10)      # doctest: +SKIP
 
-This module is the public facade. ``build`` lives in the ``factory`` package, one layer up, and is
-imported only when called, so importing ``zoo`` never imports ``factory`` (no cycle).
+This module is the public facade. Every name is imported on first use; ``build`` lives in
+``zoo.factory``, one layer up, so the facade is the one place under ``zoo/`` that reaches it.
 """
 from __future__ import annotations
 
-from .errors import BudgetError, ModelFileError
-from .io import load, save
-from .registry import create, from_config, get_entry, list_models, register_model
-from .scaling import make_divisible, scale_depth, scale_width
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BudgetError", "ModelFileError", "build", "create", "export_onnx", "from_config", "get_entry",
-    "list_models", "load", "read_onnx_metadata", "make_divisible", "register_model", "save", "scale_depth", "scale_width",
-]
+# Public name -> module holding it. Imported on first use (PEP 562), so ``import zoo`` is cheap and
+# imports no torch: the isolated ONNX Runtime timer (``python -m zoo.factory._ort_timer``) imports
+# this package first and must stay torch-free. ``build`` is the factory's, one layer up: the facade
+# is the only module under zoo/ that hands over to it.
+_EXPORTS = {
+    "BudgetError": "zoo.errors",
+    "ModelFileError": "zoo.errors",
+    "load": "zoo.io",
+    "save": "zoo.io",
+    "create": "zoo.registry",
+    "from_config": "zoo.registry",
+    "get_entry": "zoo.registry",
+    "list_models": "zoo.registry",
+    "register_model": "zoo.registry",
+    "make_divisible": "zoo.scaling",
+    "scale_depth": "zoo.scaling",
+    "scale_width": "zoo.scaling",
+    "export_onnx": "zoo.onnx_export",
+    "read_onnx_metadata": "zoo.onnx_export",
+    "build": "zoo.factory.builder",
+}
+
+__all__ = sorted(_EXPORTS)
 
 
-def build(task, n_samples, vram_gb, latency_ms, **kwargs):
-    """Choose and build the largest model that fits the task, data size and budgets.
-
-    See :func:`factory.builder.build` for the arguments; the returned model carries ``model.spec``.
-    """
-    from factory import build as _build  # lazy: factory imports zoo, never the reverse at import
-
-    return _build(task, n_samples, vram_gb, latency_ms, **kwargs)
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
 
 
-def export_onnx(model, path, **kwargs):
-    """Export ``model`` to ONNX at ``path`` atomically; see :func:`zoo.onnx_export.export_onnx`."""
-    from .onnx_export import export_onnx as _export
-
-    return _export(model, path, **kwargs)
-
-
-def read_onnx_metadata(path):
-    """The zoo metadata (config, spec, inputs) of an exported ONNX file; see :mod:`zoo.onnx_export`."""
-    from .onnx_export import read_onnx_metadata as _read
-
-    return _read(path)
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

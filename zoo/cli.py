@@ -128,11 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["build"]:
-        from factory.cli import main as build_main  # lazy: the factory sits above zoo
+        from zoo.factory.cli import main as build_main  # lazy: the factory sits above zoo
 
         return build_main(argv[1:])
     if argv[:1] == ["check"]:
-        from factory.check import main as check_main  # lazy, as build
+        from zoo.factory.check import main as check_main  # lazy, as build
 
         return check_main(argv[1:])
     parser = build_parser()

@@ -1,7 +1,7 @@
 """ONNX export of zoo models: one self-contained file, dynamic batch, the config in its metadata.
 
 What :func:`export_onnx` writes is an *inference copy* of the model: a deep copy put in eval mode
-with every Conv+BatchNorm pair folded (``kernels.fold_bn.fold_conv_bn``), so the file runs the same
+with every Conv+BatchNorm pair folded (``zoo.kernels.fold_bn.fold_conv_bn``), so the file runs the same
 arithmetic the factory measured. The caller's model is never modified.
 
 Exporter choice (measured on the 2-core CPU machine this project is built on, torch 2.14.1):
@@ -94,10 +94,10 @@ def _check_args(model, batch_size, opset) -> None:
 def inference_copy(model: nn.Module) -> nn.Module:
     """A deep copy of ``model`` in eval mode with Conv+BatchNorm pairs folded; ``model`` is untouched.
 
-    Folding is :func:`kernels.fold_bn.fold_conv_bn` (the project's one implementation); a model
+    Folding is :func:`zoo.kernels.fold_bn.fold_conv_bn` (the project's one implementation); a model
     without ``BatchNorm2d`` is only copied (nothing to fold, and no trace to attempt).
     """
-    from kernels.fold_bn import fold_conv_bn
+    from zoo.kernels.fold_bn import fold_conv_bn
 
     if any(type(m) is nn.BatchNorm2d for m in model.modules()):
         return fold_conv_bn(model).eval()

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from benchmarks.cli import SUITES, main
+from zoo.benchmarks.cli import SUITES, main
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNTIME_KEYS = {"device", "device_type", "cpu", "physical_cores", "torch_threads",
@@ -66,7 +66,7 @@ def test_models_suite_timm_twin_and_fold_row(tmp_path):
 
 
 def test_kernels_suite_tiny_graph(tmp_path, capsys):
-    out = tmp_path / "kernels.json"
+    out = tmp_path / "zoo.kernels.json"
     assert main(["kernels", "--nodes", "60", "--edges", "300", "--features", "8", "--hidden", "8",
                  "--classes", "3", "--batch", "2", "--seq-len", "8", "--runs", "2", "--warmup", "1",
                  "--threads", "1", "--json", str(out)]) == 0

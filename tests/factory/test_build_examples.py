@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import zoo
-from factory.latency import measure_latency
-from factory.spec import ModelSpec
+from zoo.factory.latency import measure_latency
+from zoo.factory.spec import ModelSpec
 
 
 def test_300_rows_of_12_features_binary_gives_linear():

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import zoo
-from factory.check import CheckReport, check_model, main
-from factory.policy import TASKS, capacity_cap
+from zoo.factory.check import CheckReport, check_model, main
+from zoo.factory.policy import TASKS, capacity_cap
 from zoo.cli import main as zoo_main
 
 IMG = {"img_size": 64}

@@ -7,7 +7,7 @@ import onnx
 import pytest
 
 import zoo
-from factory.spec import ModelSpec
+from zoo.factory.spec import ModelSpec
 from zoo.cli import main as zoo_main
 
 ARGS = ["build", "tabular-classification", "--n-samples", "5000", "--vram-gb", "1",

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import zoo
-from factory.latency import LatencyResult, measure_eager_latency, measure_latency
-from factory.timing import Timing, physical_cores, runtime_info, time_callable, time_interleaved
+from zoo.factory.latency import LatencyResult, measure_eager_latency, measure_latency
+from zoo.factory.timing import Timing, physical_cores, runtime_info, time_callable, time_interleaved
 from tests.conftest import build_small
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -113,7 +113,7 @@ def test_in_process_latency_closes_its_session(mlp_onnx):
 
 def test_timer_subprocess_imports_only_onnxruntime_and_numpy(mlp_onnx):
     _, path = mlp_onnx
-    out = subprocess.run([sys.executable, "-m", "factory._ort_timer", str(path), "--runs", "2",
+    out = subprocess.run([sys.executable, "-m", "zoo.factory._ort_timer", str(path), "--runs", "2",
                           "--warmup", "0", "--batch-size", "3"],
                          capture_output=True, text=True, check=True, cwd=PROJECT_ROOT)
     result = json.loads(out.stdout)

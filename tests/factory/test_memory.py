@@ -1,9 +1,9 @@
 """Training-memory estimates against a real, independent measurement.
 
 For every family at two sizes (hundreds of MB where it is quick), the estimate
-(:func:`factory.estimate_training_memory`: a fake-tensor or profiled trace, glibc's heap model and
+(:func:`zoo.factory.estimate_training_memory`: a fake-tensor or profiled trace, glibc's heap model and
 the framework constant) is within 15 % of the peak measured by running real training steps in a
-fresh subprocess (:func:`factory.measure_training_memory`: growth of the process's peak resident
+fresh subprocess (:func:`zoo.factory.measure_training_memory`: growth of the process's peak resident
 set over two real steps -- the second has the optimizer state resident -- plus the weights it
 held). One test runs the probes two at a time; it reports every case.
 """
@@ -15,9 +15,9 @@ import pytest
 import torch
 
 import zoo
-from benchmarks.suite_memory import CASES  # every family at two sizes: the cases `zoo-bench memory` reports
-from factory import estimate_training_memory, measure_training_memory
-from factory.estimators import OPTIMIZERS, MiB, count_params, weight_bytes
+from zoo.benchmarks.suite_memory import CASES  # every family at two sizes: the cases `zoo-bench memory` reports
+from zoo.factory import estimate_training_memory, measure_training_memory
+from zoo.factory.estimators import OPTIMIZERS, MiB, count_params, weight_bytes
 
 TOLERANCE = 0.15
 

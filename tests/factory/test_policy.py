@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 import zoo
-from factory import policy
+from zoo.factory import policy
 
 
 def families(kind, n, **kw):

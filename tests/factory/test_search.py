@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 import zoo
-from factory import policy, search
-from factory.latency import LatencyResult
+from zoo.factory import policy, search
+from zoo.factory.latency import LatencyResult
 
 
 @pytest.mark.parametrize("name,kw", [

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from kernels.attention import attention, attention_ref
+from zoo.kernels.attention import attention, attention_ref
 
 
 def _qkv(b=2, h=3, t=5, s=None, d=8, dtype=torch.float64):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 import zoo
-from kernels.fold_bn import find_conv_bn_pairs, fold_conv_bn, fuse_conv_bn_weights
+from zoo.kernels.fold_bn import find_conv_bn_pairs, fold_conv_bn, fuse_conv_bn_weights
 
 TOL = 1e-5  # relative: max |folded - ref| / max |ref|
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from kernels.gcn_propagation import (AdjacencyCache, CSRAdjacency, EdgeListAdjacency, gcn_adjacency,
+from zoo.kernels.gcn_propagation import (AdjacencyCache, CSRAdjacency, EdgeListAdjacency, gcn_adjacency,
                                      gcn_norm, propagate, propagate_dense_ref, propagate_scatter,
                                      propagate_sparse, use_exportable_path)
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from kernels.lstm_cell import lstm_cell_ref, lstm_ref, lstm_weights
+from zoo.kernels.lstm_cell import lstm_cell_ref, lstm_ref, lstm_weights
 
 
 @pytest.mark.parametrize("bias", [True, False])

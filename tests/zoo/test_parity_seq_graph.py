@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 import zoo
-from kernels.lstm_cell import lstm_ref, lstm_weights
+from zoo.kernels.lstm_cell import lstm_ref, lstm_weights
 from zoo.models.gcn import GCNLayer
 from zoo.models.transformer import TransformerBlock
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kernels.gcn_propagation import (AdjacencyCache, CSRAdjacency, EdgeListAdjacency,
+from zoo.kernels.gcn_propagation import (AdjacencyCache, CSRAdjacency, EdgeListAdjacency,
                                      gcn_adjacency)
 
 from ..base import ZooModel
@@ -19,7 +19,7 @@ class GCNLayer(nn.Module):
     """One graph convolution, ``X' = Â X W + b`` with ``Â = D^-1/2 (A + I) D^-1/2`` (eq. 2).
 
     Per node: ``x'_i = W^T sum_{j -> i} w_ji / sqrt(deg_j deg_i) x_j + b``, self-loops included,
-    degree at the target; see :mod:`kernels.gcn_propagation` for the exact convention (PyG's).
+    degree at the target; see :mod:`zoo.kernels.gcn_propagation` for the exact convention (PyG's).
 
     Parameters and init are PyG ``GCNConv``'s: ``lin.weight`` (out, in) Glorot-uniform, no bias in
     ``lin``, and a separate ``bias`` (out,) initialised to zero, so a ``GCNConv`` state_dict loads
@@ -51,7 +51,7 @@ class GCNLayer(nn.Module):
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor,
                 edge_weight: torch.Tensor | None = None, *, cache: AdjacencyCache | None = None,
                 adjacency: CSRAdjacency | EdgeListAdjacency | None = None) -> torch.Tensor:
-        """``adjacency``: a prebuilt ``Â`` (:func:`kernels.gcn_propagation.gcn_adjacency`) shared
+        """``adjacency``: a prebuilt ``Â`` (:func:`zoo.kernels.gcn_propagation.gcn_adjacency`) shared
         by the layers of a model; else built here (through ``cache`` when given)."""
         if adjacency is None:
             adjacency = gcn_adjacency(edge_index, x.shape[0], edge_weight, like=x, cache=cache)
@@ -72,7 +72,7 @@ class GCN(ZooModel):
     ``forward(x, edge_index, edge_weight=None)`` in PyG's convention (row 0 = source, row 1 =
     target), or ``forward(data)`` with anything carrying ``.x`` and ``.edge_index`` (and optionally
     ``.edge_weight``), e.g. a ``torch_geometric.data.Data``. The normalised adjacency is built once
-    per graph and shared by every layer (:class:`kernels.gcn_propagation.AdjacencyCache`); during
+    per graph and shared by every layer (:class:`zoo.kernels.gcn_propagation.AdjacencyCache`); during
     ONNX export the layers use the exportable gather/scatter path.
 
     Shapes: x (N, in_features), edge_index (2, E) long -> (N, num_classes).

@@ -15,7 +15,7 @@ class LSTMClassifier(SequenceModel):
     The head reads the last layer's final hidden state ``h_T`` (for a bidirectional LSTM, the
     forward direction's state after step T concatenated with the reverse direction's state after
     step 1: ``[h_fwd, h_bwd]``). The recurrent part is ``nn.LSTM`` itself (cuDNN / MKL), its
-    numerics proven equal to the written-out reference :func:`kernels.lstm_cell.lstm_ref`.
+    numerics proven equal to the written-out reference :func:`zoo.kernels.lstm_cell.lstm_ref`.
 
     Init: PyTorch's defaults (every LSTM weight and bias U(-1/sqrt(H), 1/sqrt(H)), as ``nn.LSTM``;
     the head as ``nn.Linear``; the embedding N(0, 1) as ``nn.Embedding``).

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kernels.attention import attention
+from zoo.kernels.attention import attention
 
 from ..base import SequenceModel
 from ..registry import register_model
@@ -23,7 +23,7 @@ class TransformerBlock(nn.Module):
     Equal to ``nn.TransformerEncoderLayer(d_model, num_heads, mlp_hidden, dropout=0,
     activation="gelu", batch_first=True, norm_first=True)`` given the same weights (see
     :meth:`from_torch`). Attention uses one fused ``qkv`` Linear (d -> 3d, rows ``[q; k; v]``,
-    exactly ``in_proj_weight``'s layout) and :func:`kernels.attention.attention`
+    exactly ``in_proj_weight``'s layout) and :func:`zoo.kernels.attention.attention`
     (``scaled_dot_product_attention``). GELU is the exact (erf) one, as ``activation="gelu"``.
     Dropout ``p`` sits where PyTorch's layer has it: on the attention weights, after each
     sub-layer, and after the GELU.
