@@ -44,7 +44,7 @@ kw = {k: tuple(v) if k == "input_shape" else v for k, v in kw.items()}
 m = zoo.build(task, n, vram, lat, **kw)
 s = m.spec
 print(json.dumps({"seconds": time.perf_counter() - t0, "search_seconds": s.search["seconds"],
-                  "family": s.family, "registry": s.registry_name, "params": s.params,
+                  "candidate": s.candidate, "registry": s.registry_name, "params": s.params,
                   "width_mult": s.width_mult, "depth_mult": s.depth_mult,
                   "measured": s.search["measured"], "costed": s.search["costed"],
                   "latency_ms": (s.latency or {}).get("median_ms"),

@@ -14,7 +14,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import zoo
-from zoo.factory.estimators import MiB, estimate_training_memory, measure_training_memory
+from zoo.factory.memprobe import measure_training_memory
+from zoo.factory.train_step import MiB
+from zoo.factory.training_memory import estimate_training_memory
 from zoo.factory.timing import runtime_info
 
 from .report import print_header, print_table, progress, write_json

@@ -49,7 +49,7 @@ from torch.utils.weak import WeakTensorKeyDictionary
 import zoo
 
 from . import policy
-from .estimators import make_loss
+from .train_step import make_loss
 
 STATUSES = ("pass", "warn", "fail", "skip")
 
@@ -351,7 +351,7 @@ def rule_inductive_bias(name: str, family: str, kind: str, task: str | None) -> 
         return Finding(rule, "skip", f"no task given ({name} fits {kind} inputs); pass --task",
                        {"input_kind": kind})
     want = policy.TASKS[task].input_kind
-    fits = sorted({f for r in policy.RULES if r.input_kind == want for f in r.families})
+    fits = sorted({f for r in policy.RULES if r.input_kind == want for f in r.candidates})
     data = {"input_kind": kind, "task_input_kind": want, "policy_families": fits}
     if kind != want:
         return Finding(rule, "fail",

@@ -1,19 +1,24 @@
-"""The design policy as data: which families fit a task, how big the data lets them be, and where
+"""The design policy as data: which candidates fit a task, how big the data lets them be, and where
 their multipliers may go. Every rule carries its reason; nothing here runs a model.
 
 Read top to bottom:
 
-* :data:`TASKS` -- the tasks ``build`` accepts, their input kind, loss and default batch size.
-* :data:`FAMILIES` -- the searchable candidates: registry name, fixed arguments, the bounds of
-  ``width_mult`` / ``depth_mult`` and the reason for them.
-* :data:`RULES` -- task and data -> candidate families, in preference order. Every row whose
-  condition holds contributes its families, in table order. Rows only ever *add* families as
-  the data grows or a budget loosens, which is half of why ``build`` is monotone (the search is
-  the other half, see :mod:`zoo.factory.search`).
+* :data:`CANDIDATES` -- the searchable candidates (:class:`Candidate`: a key such as
+  ``"mobilenetv2-se"``, the registry name it builds, fixed arguments, the bounds of
+  ``width_mult`` / ``depth_mult`` and the reason for them). A candidate is not a registry family
+  (``zoo.get_entry(name).family``, e.g. ``"resnet"``): two candidates may build one registry name.
+* :data:`RULES` -- task and data -> candidates, in preference order. Every row whose condition
+  holds contributes its candidates, in table order. Rows only ever *add* candidates as the data
+  grows or a budget loosens, which is half of why ``build`` is monotone (the search is the other
+  half, see :mod:`zoo.factory.search`).
 * :data:`CAPACITY` and :func:`capacity_cap` -- the largest parameter count the data supports.
-* :func:`scaling_path` -- the compound-scaling path a family's search walks.
+* :func:`scaling_path` -- the compound-scaling path a candidate's search walks.
 
-Sources: the project's design principles (``shared/seed/architecture-design-principles.txt``);
+The tasks and what each kind of input means are in :mod:`zoo.factory.tasks`.
+
+Sources: the project's design principles (the "seed", a document given to the project and kept
+outside this repository: its decision tree for tabular data and its capacity rule of thumb are
+quoted where used);
 He et al. 2016 (ResNet), Hu et al. 2018 (SE), Sandler et al. 2018 (MobileNetV2), Szegedy et al.
 2015 (Inception), Hochreiter & Schmidhuber 1997 (LSTM), Xiong et al. 2020 (pre-norm
 Transformer), Kipf & Welling 2017 (GCN), Li et al. 2018 (GCN over-smoothing), Tan & Le 2019
@@ -24,40 +29,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-# ---------------------------------------------------------------------------------------------------
-# Tasks
-# ---------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Task:
-    """A task ``build`` accepts: its input kind, whether it classifies, and its default batch."""
-    name: str
-    input_kind: str          # tabular | image | sequence | graph (the registry's input kinds)
-    classification: bool
-    default_batch: int       # graphs train on the whole graph: one "batch"
-    shape_doc: str           # what input_shape means
-
-
-TASKS: dict[str, Task] = {t.name: t for t in (
-    Task("tabular-classification", "tabular", True, 64, "(n_features,)"),
-    Task("tabular-regression", "tabular", False, 64, "(n_features,)"),
-    Task("image-classification", "image", True, 64, "(C, H, W), default (3, 224, 224)"),
-    Task("sequence-classification", "sequence", True, 64, "(seq_len, n_features)"),
-    Task("sequence-regression", "sequence", False, 64, "(seq_len, n_features)"),
-    Task("node-classification", "graph", True, 1, "(n_nodes, n_features)"),
-)}
-
-DEFAULT_EDGES_PER_NODE = 10
-DEFAULT_IMAGE_SHAPE = (3, 224, 224)
+from .tasks import TASKS  # noqa: F401  (the tasks the rules serve; zoo.factory.check reads them here)
 
 # ---------------------------------------------------------------------------------------------------
-# Candidate families and their search bounds
+# Candidates and their search bounds
 # ---------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Family:
+class Candidate:
     """A searchable candidate: a registry builder, fixed arguments, and multiplier bounds.
 
     ``width`` / ``depth``: inclusive bounds of ``width_mult`` / ``depth_mult`` (``None``: the
@@ -71,62 +51,61 @@ class Family:
     fixed: dict = field(default_factory=dict)
 
 
-FAMILIES: dict[str, Family] = {f.key: f for f in (
-    Family("linear", "linear", None, None,
+CANDIDATES: dict[str, Candidate] = {c.key: c for c in (
+    Candidate("linear", "linear", None, None,
            "y = Wx + b: the baseline every tabular task starts from; nothing to scale"),
-    Family("mlp", "mlp", (0.25, 4.0), (0.5, 2.0),
+    Candidate("mlp", "mlp", (0.25, 4.0), (0.5, 2.0),
            "hidden width 64-1024 (x256), 1-4 hidden layers (x2): an MLP has no skip connections, "
            "so it stays at <= 4 hidden layers"),
-    Family("resnet18", "resnet18", (1.0, 2.0), (1.0, 2.0),
+    Candidate("resnet18", "resnet18", (1.0, 2.0), (1.0, 2.0),
            "basic-block ResNet from ResNet-18 (64-512 channels, 18 layers) up to twice as wide "
            "and deep (34 layers); narrower stages fall below the 64-512 channel pattern, where "
            "MobileNetV2 is the better small network"),
-    Family("resnet50", "resnet50", (1.0, 2.0), (1.0, 2.0),
+    Candidate("resnet50", "resnet50", (1.0, 2.0), (1.0, 2.0),
            "bottleneck ResNet from ResNet-50 up: bottlenecks pay off from 50 layers (He et al. "
            "2016), so depth_mult >= 1"),
-    Family("seresnet18", "seresnet18", (1.0, 2.0), (1.0, 2.0),
+    Candidate("seresnet18", "seresnet18", (1.0, 2.0), (1.0, 2.0),
            "ResNet-18 layout with squeeze-and-excitation in every block (Hu et al. 2018)"),
-    Family("seresnet50", "seresnet50", (1.0, 2.0), (1.0, 2.0),
+    Candidate("seresnet50", "seresnet50", (1.0, 2.0), (1.0, 2.0),
            "ResNet-50 layout with squeeze-and-excitation in every block (Hu et al. 2018)"),
-    Family("mobilenetv2", "mobilenetv2", (0.35, 1.4), (0.5, 1.5),
+    Candidate("mobilenetv2", "mobilenetv2", (0.35, 1.4), (0.5, 1.5),
            "inverted residuals; width 0.35-1.4 as designed (Sandler et al. 2018); depth 0.5-1.5 "
            "(a deviation: the paper scales width and resolution only)"),
-    Family("mobilenetv2-se", "mobilenetv2", (0.35, 1.4), (0.5, 1.5),
+    Candidate("mobilenetv2-se", "mobilenetv2", (0.35, 1.4), (0.5, 1.5),
            "MobileNetV2 with squeeze-and-excitation in its expanded blocks (as MobileNetV3)",
            fixed={"se": True}),
     # Other depths of the same layouts, only when asked for by name (families=...).
-    Family("resnet34", "resnet34", (1.0, 2.0), (1.0, 2.0), "ResNet-34 layout, scaled up"),
-    Family("resnet101", "resnet101", (1.0, 2.0), (1.0, 2.0), "ResNet-101 layout, scaled up"),
-    Family("seresnet34", "seresnet34", (1.0, 2.0), (1.0, 2.0), "SE-ResNet-34 layout, scaled up"),
-    Family("seresnet101", "seresnet101", (1.0, 2.0), (1.0, 2.0), "SE-ResNet-101 layout, scaled up"),
-    Family("inception", "inception", (0.5, 2.0), (0.5, 2.0),
+    Candidate("resnet34", "resnet34", (1.0, 2.0), (1.0, 2.0), "ResNet-34 layout, scaled up"),
+    Candidate("resnet101", "resnet101", (1.0, 2.0), (1.0, 2.0), "ResNet-101 layout, scaled up"),
+    Candidate("seresnet34", "seresnet34", (1.0, 2.0), (1.0, 2.0), "SE-ResNet-34 layout, scaled up"),
+    Candidate("seresnet101", "seresnet101", (1.0, 2.0), (1.0, 2.0), "SE-ResNet-101 layout, scaled up"),
+    Candidate("inception", "inception", (0.5, 2.0), (0.5, 2.0),
            "GoogLeNet-style Inception blocks (multi-scale branches); only when asked for"),
-    Family("lstm", "lstm", (0.25, 4.0), (0.5, 1.5),
+    Candidate("lstm", "lstm", (0.25, 4.0), (0.5, 1.5),
            "32-512 hidden units (x128), 1-3 stacked layers (x2): deeper LSTMs gain little"),
-    Family("transformer", "transformer", (0.5, 4.0), (0.5, 3.0),
+    Candidate("transformer", "transformer", (0.5, 4.0), (0.5, 3.0),
            "pre-norm encoder (Xiong et al. 2020), d_model 64-512 (x128), 2-12 blocks (x4); "
            "residual + pre-norm keep deep stacks trainable"),
-    Family("gcn", "gcn", (0.5, 8.0), (1.0, 1.5),
+    Candidate("gcn", "gcn", (0.5, 8.0), (1.0, 1.5),
            "32-512 hidden (x64) and 2-3 graph convolutions: more layers over-smooth node "
            "features (Li et al. 2018)"),
 )}
 
 # ---------------------------------------------------------------------------------------------------
-# Rules: task and data -> families, in preference order
+# Rules: task and data -> candidates, in preference order
 # ---------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Rule:
-    """``families`` become candidates when every condition in ``when`` holds.
+    """``candidates`` (keys of :data:`CANDIDATES`) join when every condition in ``when`` holds.
 
-    Conditions (all optional): ``min_samples``; ``min_seq_len`` / ``max_seq_len`` (sequence
-    steps); ``min_img_size`` (the shorter image side); ``no_latency_budget`` (True: only when
+    Conditions (all optional): ``min_samples``; ``min_seq_len`` (sequence steps); ``min_img_size`` (the shorter image side); ``no_latency_budget`` (True: only when
     ``latency_ms`` is None).
     """
     name: str
     input_kind: str
-    families: tuple[str, ...]
+    candidates: tuple[str, ...]
     reason: str
     when: dict = field(default_factory=dict)
 
@@ -191,8 +170,6 @@ def rule_matches(rule: Rule, *, n_samples: int, seq_len: int | None, img_size: i
         return False
     if "min_seq_len" in w and (seq_len is None or seq_len < w["min_seq_len"]):
         return False
-    if "max_seq_len" in w and (seq_len is None or seq_len > w["max_seq_len"]):
-        return False
     if "min_img_size" in w and (img_size is None or img_size < w["min_img_size"]):
         return False
     if w.get("no_latency_budget") and latency_ms is not None:
@@ -200,17 +177,17 @@ def rule_matches(rule: Rule, *, n_samples: int, seq_len: int | None, img_size: i
     return True
 
 
-def candidate_families(input_kind: str, *, n_samples: int, seq_len: int | None = None,
+def allowed_candidates(input_kind: str, *, n_samples: int, seq_len: int | None = None,
                        img_size: int | None = None, latency_ms: float | None = None
                        ) -> tuple[list[str], list[Rule]]:
-    """The families the policy allows, in preference order, and the rules that fired."""
+    """The candidate keys the policy allows, in preference order, and the rules that fired."""
     fired = [r for r in RULES if r.input_kind == input_kind
              and rule_matches(r, n_samples=n_samples, seq_len=seq_len, img_size=img_size,
                               latency_ms=latency_ms)]
-    families: list[str] = []
+    keys: list[str] = []
     for rule in fired:
-        families += [f for f in rule.families if f not in families]
-    return families, fired
+        keys += [k for k in rule.candidates if k not in keys]
+    return keys, fired
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -260,7 +237,7 @@ def capacity_cap(input_kind: str, n_samples: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The compound-scaling path of a family
+# The compound-scaling path of a candidate
 # ---------------------------------------------------------------------------------------------------
 
 # EfficientNet's compound scaling (Tan & Le 2019, eq. 3): depth alpha^phi, width beta^phi with
@@ -271,17 +248,17 @@ BETA_WIDTH = 1.1
 PHI_STEP = 0.25
 
 
-def scaling_path(family: Family) -> list[tuple[float, float]]:
-    """``(width_mult, depth_mult)`` points from the family's smallest to its largest, both
+def scaling_path(candidate: Candidate) -> list[tuple[float, float]]:
+    """``(width_mult, depth_mult)`` points from the candidate's smallest to its largest, both
     non-decreasing (compound scaling clipped to the bounds), rounded to 3 decimals.
 
     Consecutive points that build the same architecture are dropped later, by the search, which
     knows the parameter counts.
     """
-    if family.width is None and family.depth is None:
+    if candidate.width is None and candidate.depth is None:
         return [(1.0, 1.0)]
     lo, hi = [], []
-    for bounds, base in ((family.width, BETA_WIDTH), (family.depth, ALPHA_DEPTH)):
+    for bounds, base in ((candidate.width, BETA_WIDTH), (candidate.depth, ALPHA_DEPTH)):
         if bounds is not None:
             lo.append(math.log(bounds[0]) / math.log(base))
             hi.append(math.log(bounds[1]) / math.log(base))
@@ -291,8 +268,8 @@ def scaling_path(family: Family) -> list[tuple[float, float]]:
                                         math.floor(phi_hi / PHI_STEP + 1e-9) + 1)]
     points = []
     for phi in sorted({phi_lo, phi_hi, *grid}):
-        w = _clip(BETA_WIDTH ** phi, family.width)
-        d = _clip(ALPHA_DEPTH ** phi, family.depth)
+        w = _clip(BETA_WIDTH ** phi, candidate.width)
+        d = _clip(ALPHA_DEPTH ** phi, candidate.depth)
         point = (round(w, 3), round(d, 3))
         if not points or point != points[-1]:
             points.append(point)
@@ -306,14 +283,14 @@ def _clip(value: float, bounds: tuple[float, float] | None) -> float:
 
 
 def policy_table() -> str:
-    """The rules, families and capacity anchors as readable text (for ``zoo build --policy``)."""
-    lines = ["Rules (every row whose condition holds adds its families, in this order):"]
+    """The rules, candidates and capacity anchors as readable text."""
+    lines = ["Rules (every row whose condition holds adds its candidates, in this order):"]
     for r in RULES:
         cond = ", ".join(f"{k}={v}" for k, v in r.when.items()) or "always"
-        lines.append(f"  [{r.input_kind}] {r.name}: {', '.join(r.families)} when {cond}\n"
+        lines.append(f"  [{r.input_kind}] {r.name}: {', '.join(r.candidates)} when {cond}\n"
                      f"      {r.reason}")
-    lines.append("Families (search bounds):")
-    for f in FAMILIES.values():
+    lines.append("Candidates (search bounds):")
+    for f in CANDIDATES.values():
         lines.append(f"  {f.key}: registry {f.registry}{' ' + str(f.fixed) if f.fixed else ''}, "
                      f"width {f.width}, depth {f.depth}\n      {f.reason}")
     lines.append("Capacity cap by data size, cap(n) = A n^b:")

@@ -1,6 +1,6 @@
 """The multiplier search: the largest model that meets every budget and the data cap.
 
-For each candidate family (in the policy's preference order) the search walks its
+For each candidate (in the policy's preference order) the search walks its
 compound-scaling path (:func:`zoo.factory.policy.scaling_path`: width and depth grow together) and
 finds the largest point that fits:
 
@@ -10,15 +10,15 @@ finds the largest point that fits:
    timed (:func:`zoo.factory.latency.measure_latency`): first the largest point that fits memory; if
    it is too slow, the smallest; then points predicted (log-log interpolation of latency against
    FLOPs between the measured brackets) to meet the budget, at most :data:`MAX_MEASUREMENTS` per
-   family. A family whose largest point cannot beat the best model found so far is not measured.
+   candidate. A candidate whose largest point cannot beat the best model found so far is not measured.
 
-Across families the largest model wins; equal sizes go to the preferred family. So an earlier
-family is passed over only when it fails a budget or a later one fits a larger model.
+Across candidates the largest model wins; equal sizes go to the preferred one. So an earlier
+candidate is passed over only when it fails a budget or a later one fits a larger model.
 
 Monotone by construction -- loosening a budget or adding data never gives a smaller model:
 
-* the policy only adds families as data grows or a budget loosens, and the winner is a maximum
-  over families, each of whose best point is monotone;
+* the policy only adds candidates as data grows or a budget loosens, and the winner is a maximum
+  over candidates, each of whose best point is monotone;
 * the data cap is monotone along the path; memory estimates are deterministic and rise along it
   up to the glibc model's noise (1-4 %), so a point counts as fitting when it or any larger
   point of the path estimated in this process (cached) fits -- the set of fitting points only
@@ -42,9 +42,12 @@ import zoo
 from zoo.errors import BudgetError
 from zoo.registry import PLACEMENT_ARGS
 
-from . import estimators, policy
+from . import policy
+from .counts import count_flops
+from .problem import Problem
+from .training_memory import MemoryEstimate, cached_training_memory, estimate_training_memory
 
-MAX_MEASUREMENTS = 4      # latency measurements (exports) per family, at most
+MAX_MEASUREMENTS = 4      # latency measurements (exports) per candidate, at most
 LATENCY_MARGIN = 0.10     # aim 10 % under latency_ms: a re-measured median stays within budget
 # A point this small is not exported at all: its latency is at most BOUND_OVERHEAD_MS plus its
 # FLOPs at BOUND_FLOPS_PER_S -- a deliberately pessimistic throughput (a CPU core sustains several
@@ -60,55 +63,18 @@ _LATENCY_CACHE: dict[str, object] = {}   # config + provider -> factory.latency.
 
 
 @dataclass
-class Problem:
-    """What one ``build`` call asks for, resolved (see :func:`zoo.factory.builder.build`)."""
-    task: policy.Task
-    n_samples: int
-    input_shape: tuple[int, ...]
-    num_classes: int
-    batch_size: int
-    optimizer: str
-    dtype: str
-    device: str
-    vram_gb: float | None
-    latency_ms: float | None
-    input_kwargs: dict | None = None
-    provider: str = "cpu"
-
-    @property
-    def loss(self) -> str:
-        return "cross_entropy" if self.task.classification else "mse"
-
-    def base_kwargs(self, registry: str) -> dict:
-        """Constructor arguments describing the input and output, as ``registry`` takes them."""
-        kind = self.task.input_kind
-        s = self.input_shape
-        kw = {"num_classes": self.num_classes}
-        if kind == "tabular":
-            kw["in_features"] = s[0]
-        elif kind == "image":
-            kw.update(in_chans=s[0], img_size=max(s[1], s[2]))
-        elif kind == "sequence":
-            kw.update(seq_len=s[0], in_features=s[1])
-        else:
-            kw.update(num_nodes=s[0], in_features=s[1])
-        accepted = zoo.get_entry(registry).defaults
-        return {k: v for k, v in kw.items() if k in accepted or k == "num_classes"}
-
-
-@dataclass
 class Point:
-    """One architecture on a family's path, with whatever costs were computed for it.
+    """One architecture on a candidate's path, with whatever costs were computed for it.
 
     ``params`` is counted on first use (a build on the meta device), so walking a path costs
     only the points the search looks at.
     """
-    family: str
+    candidate: str
     index: int
     width_mult: float
     depth_mult: float
     config: dict
-    memory: estimators.MemoryEstimate | None = None
+    memory: MemoryEstimate | None = None
     flops: int | None = None
     latency: object | None = None          # LatencyResult
     latency_bound: float | None = None     # ms, when accepted by the FLOPs bound unmeasured
@@ -122,10 +88,10 @@ class Point:
         return _PARAMS_CACHE[key]
 
     def label(self) -> str:
-        return f"{self.family} (width {self.width_mult:g}, depth {self.depth_mult:g})"
+        return f"{self.candidate} (width {self.width_mult:g}, depth {self.depth_mult:g})"
 
     def to_dict(self) -> dict:
-        d = {"family": self.family, "registry": self.config["name"],
+        d = {"candidate": self.candidate, "registry": self.config["name"],
              "width_mult": self.width_mult, "depth_mult": self.depth_mult, "params": self.params}
         if self.memory is not None:
             d["memory_gb"] = round(self.memory.total / 1e9, 6)
@@ -139,9 +105,9 @@ class Point:
 
 
 @dataclass
-class FamilyOutcome:
-    """How one family fared: its best point (or None) and why."""
-    family: str
+class CandidateOutcome:
+    """How one candidate fared: its best point (or None) and why."""
+    candidate: str
     best: Point | None
     status: str            # chosen | feasible | rejected | skipped
     reason: str
@@ -152,7 +118,7 @@ class FamilyOutcome:
 @dataclass
 class SearchResult:
     chosen: Point
-    outcomes: list[FamilyOutcome]
+    outcomes: list[CandidateOutcome]
     tried: list[Point]
     reasons: list[str]
     measured: int
@@ -174,47 +140,48 @@ def config_for(registry: str, **kwargs) -> dict:
                                  if k not in PLACEMENT_ARGS}}
 
 
-def family_path(problem: Problem, fam: policy.Family) -> list[Point]:
-    """The family's path as :class:`Point` s, non-decreasing in width, depth and parameters.
+def candidate_path(problem: Problem, cand: policy.Candidate) -> list[Point]:
+    """The candidate's path as :class:`Point` s, non-decreasing in width, depth and parameters.
 
     Neighbouring points may build the same architecture (widths round to multiples of 8, depths
     to whole blocks); they share every cached cost.
     """
-    entry = zoo.get_entry(fam.registry)
+    entry = zoo.get_entry(cand.registry)
     points: list[Point] = []
-    for w, d in policy.scaling_path(fam):
-        kw = dict(problem.base_kwargs(fam.registry), **fam.fixed)
+    for w, d in policy.scaling_path(cand):
+        kw = dict(problem.base_kwargs(cand.registry), **cand.fixed)
         if entry.scales_width:
             kw["width_mult"] = w
         if entry.scales_depth:
             kw["depth_mult"] = d
-        points.append(Point(fam.key, len(points), w, d, config_for(fam.registry, **kw)))
+        points.append(Point(cand.key, len(points), w, d, config_for(cand.registry, **kw)))
     return points
 
 
-class FamilySearch:
-    """Search one family's path against the problem's budgets (see the module docstring)."""
+class CandidateSearch:
+    """Search one candidate's path against the problem's budgets (see the module docstring)."""
 
-    def __init__(self, problem: Problem, fam: policy.Family, tried: list[Point],
+    def __init__(self, problem: Problem, cand: policy.Candidate, tried: list[Point],
                  progress: Callable[[str], None]):
-        self.problem, self.fam, self.tried, self.progress = problem, fam, tried, progress
-        self.path = family_path(problem, fam)
+        self.problem, self.cand, self.tried, self.progress = problem, cand, tried, progress
+        self.path = candidate_path(problem, cand)
         self.measured = self.exported = 0
 
     # -- costs ---------------------------------------------------------------------------------
     def memory(self, p: Point) -> int:
         if p.memory is None:
             self.progress(f"memory {p.label()}")
-            p.memory = estimators.estimate_training_memory(
+            limit = None if self.problem.vram_gb is None else self.problem.vram_gb * 1e9
+            p.memory = estimate_training_memory(
                 p.config, batch_size=self.problem.batch_size, optimizer=self.problem.optimizer,
                 dtype=self.problem.dtype, device=self.problem.device, loss=self.problem.loss,
-                input_kwargs=self.problem.input_kwargs)
+                input_kwargs=self.problem.input_kwargs, limit_bytes=limit)
             self._note(p)
         return p.memory.total
 
     def known_memory(self, p: Point):
         if p.memory is None:
-            p.memory = estimators.cached_training_memory(
+            p.memory = cached_training_memory(
                 p.config, batch_size=self.problem.batch_size, optimizer=self.problem.optimizer,
                 dtype=self.problem.dtype, device=self.problem.device, loss=self.problem.loss,
                 input_kwargs=self.problem.input_kwargs)
@@ -224,7 +191,7 @@ class FamilySearch:
         if p.flops is None:
             key = _key(p.config, self.problem.input_kwargs)
             if key not in _FLOPS_CACHE:
-                _FLOPS_CACHE[key] = max(1, estimators.count_flops(
+                _FLOPS_CACHE[key] = max(1, count_flops(
                     p.config, input_kwargs=self.problem.input_kwargs))
             p.flops = _FLOPS_CACHE[key]
         return p.flops
@@ -284,22 +251,22 @@ class FamilySearch:
                 hi = mid - 1
         return lo
 
-    def run(self, best_params: int, data_cap: int, cap_floor: bool) -> FamilyOutcome:
-        """Best point of this family; ``best_params`` is what another family already offers."""
-        fam, path, prob = self.fam, self.path, self.problem
+    def run(self, best_params: int, data_cap: int, cap_floor: bool) -> CandidateOutcome:
+        """Best point of this candidate; ``best_params`` is what another one already offers."""
+        cand, path, prob = self.cand, self.path, self.problem
         cheapest = path[0]
         # 1. the data cap (parameters), by bisection
         top = self.largest(len(path) - 1, lambda p: p.params <= data_cap)
         if top < 0:
             if not cap_floor:
-                return FamilyOutcome(fam.key, None, "rejected",
-                                     f"{fam.key}: smallest candidate has {cheapest.params:,} "
+                return CandidateOutcome(cand.key, None, "rejected",
+                                     f"{cand.key}: smallest candidate has {cheapest.params:,} "
                                      f"parameters > the data cap {data_cap:,}",
                                      cheapest, "data_cap")
-            top = 0  # no family fits the cap: the smallest model of each is allowed
+            top = 0  # no candidate fits the cap: the smallest model of each is allowed
         if path[top].params <= best_params:  # memory and latency can only make it smaller
-            return FamilyOutcome(fam.key, path[top], "skipped",
-                                 f"{fam.key}: at most {path[top].params:,} parameters under the "
+            return CandidateOutcome(cand.key, path[top], "skipped",
+                                 f"{cand.key}: at most {path[top].params:,} parameters under the "
                                  f"data cap, not more than the best so far ({best_params:,}); "
                                  f"not costed further")
         # 2. training memory, by bisection, then the largest point known to fit: memory estimates
@@ -313,19 +280,20 @@ class FamilySearch:
                      and m.total <= limit]
             top = max([top] + known)
             if top < 0:
-                return FamilyOutcome(fam.key, None, "rejected",
-                                     f"{fam.key}: cheapest candidate needs "
+                return CandidateOutcome(cand.key, None, "rejected",
+                                     f"{cand.key}: cheapest candidate needs "
+                                     f"{_at_least(cheapest.memory)}"
                                      f"{cheapest.memory.total / 1e9:.3g} GB to train > "
                                      f"vram_gb={prob.vram_gb:g}", cheapest, "vram_gb")
         if path[top].params <= best_params:
-            return FamilyOutcome(fam.key, path[top], "skipped",
-                                 f"{fam.key}: at most {path[top].params:,} parameters under the "
+            return CandidateOutcome(cand.key, path[top], "skipped",
+                                 f"{cand.key}: at most {path[top].params:,} parameters under the "
                                  f"data cap and memory, not more than the best so far "
                                  f"({best_params:,}); not measured")
         # 3. latency: measure finalists only
         if prob.latency_ms is None:
-            return FamilyOutcome(fam.key, path[top], "feasible",
-                                 f"{fam.key}: {path[top].label()} fits (no latency budget)")
+            return CandidateOutcome(cand.key, path[top], "feasible",
+                                 f"{cand.key}: {path[top].label()} fits (no latency budget)")
         budget = prob.latency_ms * (1.0 - LATENCY_MARGIN)
 
         def ok(i: int) -> bool:
@@ -343,8 +311,8 @@ class FamilySearch:
                 self.latency(path[0])
                 measured_here += 1
             if not ok(0):
-                return FamilyOutcome(fam.key, None, "rejected",
-                                     f"{fam.key}: cheapest candidate takes "
+                return CandidateOutcome(cand.key, None, "rejected",
+                                     f"{cand.key}: cheapest candidate takes "
                                      f"{path[0].latency.median_ms:.3g} ms > "
                                      f"{budget:.3g} ms (latency_ms={prob.latency_ms:g} less "
                                      f"a {LATENCY_MARGIN:.0%} margin)", path[0], "latency_ms")
@@ -364,14 +332,14 @@ class FamilySearch:
         limit = "the latency budget" if best < top else "the data cap and memory"
         if self.bound(best) <= budget:
             p.latency_bound = self.bound(best)
-            return FamilyOutcome(fam.key, p, "feasible",
-                                 f"{fam.key}: {p.label()} is the largest within {limit} (at most "
+            return CandidateOutcome(cand.key, p, "feasible",
+                                 f"{cand.key}: {p.label()} is the largest within {limit} (at most "
                                  f"{p.latency_bound:.3g} ms from its {p.flops:,} FLOPs: not "
                                  f"exported)")
         if p.latency is None:  # feasible through the envelope: measure it for the record
             self.latency(p)
-        return FamilyOutcome(fam.key, p, "feasible",
-                             f"{fam.key}: {p.label()} is the largest within {limit} "
+        return CandidateOutcome(cand.key, p, "feasible",
+                             f"{cand.key}: {p.label()} is the largest within {limit} "
                              f"({p.latency.median_ms:.3g} ms measured)")
 
     def _predict(self, lo: int, hi: int, budget: float) -> int:
@@ -390,21 +358,20 @@ class FamilySearch:
         return guess
 
 
-def search(problem: Problem, families: list[str], *, progress: Callable[[str], None] | None = None
+def search(problem: Problem, candidates: list[str], *, progress: Callable[[str], None] | None = None
            ) -> SearchResult:
-    """Run the search over ``families`` (keys of :data:`zoo.factory.policy.FAMILIES`, preferred first).
-
-    Raises :class:`zoo.BudgetError` when no family meets every budget.
+    """Run the search over ``candidates`` (keys of :data:`zoo.factory.policy.CANDIDATES`, preferred
+    first). Raises :class:`zoo.BudgetError` when no candidate meets every budget.
     """
     progress = progress or (lambda msg: None)
     data_cap = policy.capacity_cap(problem.task.input_kind, problem.n_samples)
     tried: list[Point] = []
-    outcomes: list[FamilyOutcome] = []
-    searches = {k: FamilySearch(problem, policy.FAMILIES[k], tried, progress) for k in families}
-    # If no family has a point under the cap, each family's smallest point is allowed.
+    outcomes: list[CandidateOutcome] = []
+    searches = {k: CandidateSearch(problem, policy.CANDIDATES[k], tried, progress) for k in candidates}
+    # If no candidate has a point under the cap, each one's smallest point is allowed.
     cap_floor = all(s.path[0].params > data_cap for s in searches.values())
-    best: FamilyOutcome | None = None
-    for key in families:
+    best: CandidateOutcome | None = None
+    for key in candidates:
         outcome = searches[key].run(best.best.params if best else -1, data_cap, cap_floor)
         outcomes.append(outcome)
         if outcome.status == "feasible" and (best is None or outcome.best.params > best.best.params):
@@ -417,23 +384,23 @@ def search(problem: Problem, families: list[str], *, progress: Callable[[str], N
     reasons = []
     if cap_floor:
         reasons.append(f"data cap {data_cap:,} parameters for {problem.n_samples:,} samples is "
-                       f"below every family's smallest model: the smallest are allowed")
+                       f"below every candidate's smallest model: the smallest are allowed")
     for o in outcomes:
         if o is best:
             continue
         if o.status == "feasible":
             o.status = "passed over"
-            o.reason += (f"; passed over: {best.family} fits a larger model "
+            o.reason += (f"; passed over: {best.candidate} fits a larger model "
                          f"({best.best.params:,} > {o.best.params:,} parameters)")
         reasons.append(o.reason)
     reasons.append(best.reason + " -- chosen")
     return SearchResult(best.best, outcomes, tried, reasons, measured, exported, data_cap)
 
 
-def _budget_error(problem: Problem, outcomes: list[FamilyOutcome],
-                  searches: dict[str, FamilySearch]) -> BudgetError:
+def _budget_error(problem: Problem, outcomes: list[CandidateOutcome],
+                  searches: dict[str, CandidateSearch]) -> BudgetError:
     """The budget nothing met, the cheapest candidate's cost, and a budget that would work."""
-    def cheapest(failed: str) -> FamilyOutcome | None:
+    def cheapest(failed: str) -> CandidateOutcome | None:
         rejected = [o for o in outcomes if o.failed == failed and o.cheapest is not None]
         if failed == "vram_gb":
             return min(rejected, key=lambda o: o.cheapest.memory.total, default=None)
@@ -441,13 +408,16 @@ def _budget_error(problem: Problem, outcomes: list[FamilyOutcome],
             return min(rejected, key=lambda o: o.cheapest.latency.median_ms, default=None)
         return min(rejected, key=lambda o: o.cheapest.params, default=None)
 
-    def memory_error(o: FamilyOutcome) -> BudgetError:
+    def memory_error(o: CandidateOutcome) -> BudgetError:
         need = o.cheapest.memory.total / 1e9
         would = _round_up(need)
+        floor = o.cheapest.memory.trace == "lower-bound"
+        works = (f"no vram_gb below {would:g} can work (a floor: weights, optimizer state and one "
+                 f"batch of inputs, not traced)" if floor else f"vram_gb >= {would:g} would work")
         return BudgetError(
             f"vram_gb={problem.vram_gb:g}: the cheapest candidate ({o.cheapest.label()}, "
-            f"{o.cheapest.params:,} params) needs {need:.3g} GB to train at batch "
-            f"{problem.batch_size} with {problem.optimizer}; vram_gb >= {would:g} would work",
+            f"{o.cheapest.params:,} params) needs {_at_least(o.cheapest.memory)}{need:.3g} GB to "
+            f"train at batch {problem.batch_size} with {problem.optimizer}; {works}",
             budget="vram_gb", cheapest=o.cheapest.to_dict(), would_work=would)
 
     o = cheapest("vram_gb")
@@ -458,7 +428,7 @@ def _budget_error(problem: Problem, outcomes: list[FamilyOutcome],
         ms = o.cheapest.latency.median_ms
         would = _round_up(ms / (1.0 - LATENCY_MARGIN))
         mem = [x for x in outcomes if x.failed == "vram_gb"]
-        extra = (f" ({', '.join(x.family for x in mem)} did not fit vram_gb={problem.vram_gb:g})"
+        extra = (f" ({', '.join(x.candidate for x in mem)} did not fit vram_gb={problem.vram_gb:g})"
                  if mem else "")
         return BudgetError(
             f"latency_ms={problem.latency_ms:g}: the cheapest candidate that fits memory "
@@ -467,6 +437,10 @@ def _budget_error(problem: Problem, outcomes: list[FamilyOutcome],
             f"margin, so latency_ms >= {would:g} would work{extra}",
             budget="latency_ms", cheapest=o.cheapest.to_dict(), would_work=would)
     return memory_error(cheapest("vram_gb"))
+
+
+def _at_least(memory: MemoryEstimate) -> str:
+    return "at least " if memory.trace == "lower-bound" else ""
 
 
 def _round_up(x: float) -> float:

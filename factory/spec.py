@@ -10,14 +10,21 @@ from __future__ import annotations
 import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2
+"""2: the policy's candidate key is ``candidate`` (version 1 called it ``family``, which is also the
+registry's word for e.g. ``"resnet"``); :meth:`ModelSpec.from_dict` reads both."""
+
+LATENCY_FIELDS = ("median_ms", "p90_ms", "min_ms", "max_ms", "mean_ms", "runs", "threads",
+                  "provider", "batch_size", "isolated")
 
 
 @dataclass
 class ModelSpec:
     """The decision record of one :func:`zoo.factory.build` call.
 
-    ``memory``: the training-memory breakdown in bytes (:class:`zoo.factory.estimators.MemoryEstimate`
+    ``candidate``: the policy's key of the chosen candidate (:data:`zoo.factory.policy.CANDIDATES`,
+    e.g. ``"mobilenetv2-se"``); ``registry_name``: the model it builds.
+    ``memory``: the training-memory breakdown in bytes (:class:`zoo.factory.training_memory.MemoryEstimate`
     as a dict). ``latency``: the measured ONNX Runtime latency of the chosen model (median, p90,
     min, max in ms, runs, threads, provider), or None when there was no latency budget or the
     model is small enough that ``latency_bound_ms`` (from its FLOPs) already meets it.
@@ -26,7 +33,7 @@ class ModelSpec:
     last.
     """
     task: str
-    family: str
+    candidate: str
     registry_name: str
     config: dict
     width_mult: float
@@ -60,6 +67,9 @@ class ModelSpec:
         if not isinstance(data, dict):
             raise ValueError(f"data={type(data).__name__} is not accepted: expected a dict (or its "
                              f"JSON) as written by ModelSpec.to_dict()")
+        if data.get("spec_version", 1) == 1 and "family" in data:  # version 1 names
+            data = {("candidate" if k == "family" else k): v for k, v in data.items()}
+            data["spec_version"] = SPEC_VERSION
         names = {f.name for f in fields(cls)}
         required = {f.name for f in fields(cls)
                     if f.default is MISSING and f.default_factory is MISSING}
@@ -67,6 +77,52 @@ class ModelSpec:
         if missing:
             raise ValueError(f"data is not a ModelSpec: missing {', '.join(missing)}")
         return cls(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def from_search(cls, problem, result, *, flops: int, seconds: float) -> "ModelSpec":
+        """The record of a finished search: ``problem`` (:class:`zoo.factory.problem.Problem`),
+        ``result`` (:class:`zoo.factory.search.SearchResult`), the chosen model's ``flops`` and the
+        build's wall ``seconds``."""
+        from .search import LATENCY_MARGIN
+        from .timing import library_versions
+
+        chosen, shape = result.chosen, problem.input_shape
+        lat = chosen.latency.to_dict() if chosen.latency is not None else None
+        if lat is not None:
+            lat = {k: lat[k] for k in LATENCY_FIELDS}
+        reasons = problem.task.kind.notes(shape)
+        if problem.families is not None:
+            reasons.append(f"families={list(problem.families)!r}: candidates restricted to "
+                           f"{', '.join(problem.candidates)}")
+        if problem.device == "cuda" and problem.provider == "cpu":
+            reasons.insert(0, "device='cuda' but this onnxruntime has no CUDA provider: latency "
+                              "was measured on the CPU provider")
+        reasons += list(result.reasons)
+        if chosen.latency is None and chosen.latency_bound is None:
+            reasons.append("no latency budget: latency not measured (zoo.export_onnx + "
+                           "zoo.factory.latency.measure_latency measure it)")
+        return cls(
+            task=problem.task.name, candidate=chosen.candidate,
+            registry_name=chosen.config["name"], config=chosen.config,
+            width_mult=chosen.width_mult, depth_mult=chosen.depth_mult, params=chosen.params,
+            flops=flops, memory=chosen.memory.to_dict(), latency=lat,
+            latency_bound_ms=chosen.latency_bound,
+            budgets={"n_samples": problem.n_samples, "vram_gb": problem.vram_gb,
+                     "latency_ms": problem.latency_ms, "batch_size": problem.batch_size,
+                     "optimizer": problem.optimizer, "dtype": problem.dtype,
+                     "device": problem.device, "provider": problem.provider,
+                     "input_shape": list(shape), "num_classes": problem.num_classes,
+                     "n_edges": (problem.input_kwargs or {}).get("num_edges"),
+                     "latency_margin": LATENCY_MARGIN},
+            data_cap=result.data_cap,
+            candidates=[p.to_dict() for p in result.tried],
+            rules=[{"name": r.name, "reason": r.reason} for r in problem.rules],
+            reasons=reasons,
+            search={"measured": result.measured, "exported": result.exported,
+                    "costed": len(result.tried), "seconds": round(seconds, 3),
+                    "candidates": [{"candidate": o.candidate, "status": o.status,
+                                    "reason": o.reason} for o in result.outcomes]},
+            versions=library_versions())
 
     @property
     def memory_gb(self) -> float:
@@ -76,7 +132,7 @@ class ModelSpec:
         """The decision as readable text: the model, its costs against the budgets, the reasons."""
         b = self.budgets
         lines = [f"zoo build {self.task}: {self.registry_name} "
-                 f"(family {self.family}, width_mult {self.width_mult:g}, "
+                 f"(candidate {self.candidate}, width_mult {self.width_mult:g}, "
                  f"depth_mult {self.depth_mult:g})",
                  f"  parameters  {self.params:>14,}   data cap {self.data_cap:,} for "
                  f"{b['n_samples']:,} samples",

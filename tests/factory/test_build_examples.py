@@ -12,14 +12,14 @@ from zoo.factory.spec import ModelSpec
 
 def test_300_rows_of_12_features_binary_gives_linear():
     model = zoo.build("tabular-classification", 300, 1, None, input_shape=(12,), num_classes=2)
-    assert model.spec.family == "linear" and model.spec.registry_name == "linear"
+    assert model.spec.candidate == "linear" and model.spec.registry_name == "linear"
     assert model.training and model(torch.randn(4, 12)).shape == (4, 2)
 
 
 def test_60000_rows_of_40_features_gives_an_mlp():
     model = zoo.build("tabular-classification", 60_000, 1, None, input_shape=(40,), num_classes=5)
     spec = model.spec
-    assert spec.family == "mlp"
+    assert spec.candidate == "mlp"
     assert spec.params <= spec.data_cap
     assert 1 <= model.config["depth"] * 1 and len(model.body) // 2 <= 4  # <= 4 hidden layers
     assert model(torch.randn(3, 40)).shape == (3, 5)
@@ -42,8 +42,8 @@ def test_imagenet_sized_data_at_8ms_gives_mobilenetv2_and_meets_its_latency_agai
     model = zoo.build("image-classification", 1_000_000, 40, 8, input_shape=(3, 224, 224),
                       num_classes=1000)
     spec = model.spec
-    assert spec.family == "mobilenetv2", spec.report()
-    verdicts = {f["family"]: f for f in spec.search["families"]}
+    assert spec.candidate == "mobilenetv2", spec.report()
+    verdicts = {f["candidate"]: f for f in spec.search["candidates"]}
     for resnet in ("resnet50", "resnet18"):
         assert verdicts[resnet]["status"] == "rejected", verdicts[resnet]
     assert "ms >" in verdicts["resnet18"]["reason"]
@@ -60,28 +60,28 @@ def test_imagenet_sized_data_at_8ms_gives_mobilenetv2_and_meets_its_latency_agai
 def test_short_sequences_give_an_lstm():
     model = zoo.build("sequence-classification", 20_000, 4, None, input_shape=(30, 8),
                       num_classes=3)
-    assert model.spec.family == "lstm"
+    assert model.spec.candidate == "lstm"
     assert model(torch.randn(2, 30, 8)).shape == (2, 3)
 
 
 def test_long_sequences_with_much_data_give_a_transformer():
     model = zoo.build("sequence-classification", 500_000, 16, None, input_shape=(2000, 8),
                       num_classes=3, batch_size=8)
-    assert model.spec.family == "transformer", model.spec.report()
+    assert model.spec.candidate == "transformer", model.spec.report()
     assert model.spec.params <= model.spec.data_cap
 
 
 def test_long_sequences_on_small_data_never_give_a_transformer():
     model = zoo.build("sequence-classification", 5_000, 4, None, input_shape=(500, 8),
                       num_classes=3, batch_size=8)
-    assert model.spec.family == "lstm"
+    assert model.spec.candidate == "lstm"
 
 
 def test_a_graph_of_20000_nodes_gives_a_gcn():
     model = zoo.build("node-classification", 20_000, 4, None, input_shape=(20_000, 128),
                       num_classes=7)
     spec = model.spec
-    assert spec.family == "gcn"
+    assert spec.candidate == "gcn"
     assert len(model.layers) in (2, 3)
     x, edge_index = model.example_inputs(1, num_nodes=50, num_edges=200)
     assert model(x, edge_index).shape == (50, 7)
@@ -136,4 +136,4 @@ def test_families_restricts_the_candidates():
     model = zoo.build("image-classification", 50_000, None, None, input_shape=(3, 32, 32),
                       num_classes=10, families=["mobilenetv2"])
     assert model.spec.registry_name == "mobilenetv2"
-    assert {c["family"] for c in model.spec.candidates} <= {"mobilenetv2", "mobilenetv2-se"}
+    assert {c["candidate"] for c in model.spec.candidates} <= {"mobilenetv2", "mobilenetv2-se"}

@@ -30,7 +30,7 @@ def test_report_and_files(tmp_path, capsys):
 def test_json_prints_the_spec(capsys):
     assert zoo_main(ARGS + ["--json"]) == 0
     spec = ModelSpec.from_dict(json.loads(capsys.readouterr().out))
-    assert spec.family == "mlp" and spec.budgets["vram_gb"] == 1.0
+    assert spec.candidate == "mlp" and spec.budgets["vram_gb"] == 1.0
     assert spec.budgets["latency_ms"] is None
 
 

@@ -17,7 +17,8 @@ import torch
 import zoo
 from zoo.benchmarks.suite_memory import CASES  # every family at two sizes: the cases `zoo-bench memory` reports
 from zoo.factory import estimate_training_memory, measure_training_memory
-from zoo.factory.estimators import OPTIMIZERS, MiB, count_params, weight_bytes
+from zoo.factory.counts import count_params, weight_bytes
+from zoo.factory.train_step import OPTIMIZERS, MiB
 
 TOLERANCE = 0.15
 

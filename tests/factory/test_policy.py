@@ -8,19 +8,19 @@ from zoo.factory import policy
 
 
 def families(kind, n, **kw):
-    return policy.candidate_families(kind, n_samples=n, **kw)[0]
+    return policy.allowed_candidates(kind, n_samples=n, **kw)[0]
 
 
 def test_every_family_is_a_registered_model_of_the_right_kind():
-    for fam in policy.FAMILIES.values():
+    for fam in policy.CANDIDATES.values():
         entry = zoo.get_entry(fam.registry)
         assert fam.reason
         for bounds in (fam.width, fam.depth):
             assert bounds is None or 0 < bounds[0] <= bounds[1]
     for rule in policy.RULES:
-        assert rule.reason and rule.families
-        for key in rule.families:
-            assert zoo.get_entry(policy.FAMILIES[key].registry).input_kind == rule.input_kind
+        assert rule.reason and rule.candidates
+        for key in rule.candidates:
+            assert zoo.get_entry(policy.CANDIDATES[key].registry).input_kind == rule.input_kind
 
 
 def test_tabular_linear_under_1000_samples_mlp_above():
@@ -46,13 +46,13 @@ def test_sequences_lstm_short_transformer_long_never_on_small_data():
 
 def test_graphs_gcn_with_two_or_three_layers():
     assert families("graph", 20_000) == ["gcn"]
-    gcn = policy.FAMILIES["gcn"]
+    gcn = policy.CANDIDATES["gcn"]
     layers = {zoo.scale_depth(2, d) for d in (gcn.depth[0], gcn.depth[1])}
     assert layers == {2, 3}
 
 
 def test_mlp_stays_at_four_hidden_layers_or_fewer():
-    mlp = policy.FAMILIES["mlp"]
+    mlp = policy.CANDIDATES["mlp"]
     assert zoo.scale_depth(zoo.get_entry("mlp").defaults["depth"], mlp.depth[1]) <= 4
 
 
@@ -80,9 +80,9 @@ def test_family_sets_only_grow_with_data_and_looser_latency():
             prev = set(families(kind, n, latency_ms=5.0, **extra))
 
 
-@pytest.mark.parametrize("key", sorted(policy.FAMILIES))
+@pytest.mark.parametrize("key", sorted(policy.CANDIDATES))
 def test_scaling_path_is_balanced_monotone_and_within_bounds(key):
-    fam = policy.FAMILIES[key]
+    fam = policy.CANDIDATES[key]
     path = policy.scaling_path(fam)
     ws, ds = [w for w, _ in path], [d for _, d in path]
     assert ws == sorted(ws) and ds == sorted(ds)  # width and depth grow together

@@ -23,7 +23,7 @@ def test_path_params_never_decrease():
                              optimizer="adam", dtype="float32", device="cpu", vram_gb=None,
                              latency_ms=None)
     for key in ("resnet18", "mobilenetv2"):
-        path = search.family_path(problem, policy.FAMILIES[key])
+        path = search.candidate_path(problem, policy.CANDIDATES[key])
         params = [p.params for p in path]
         assert params == sorted(params) and params[0] < params[-1]
 
@@ -34,7 +34,7 @@ def test_latency_envelope_only_falls_as_measurements_arrive():
     problem = search.Problem(task=policy.TASKS["tabular-regression"], n_samples=10_000,
                              input_shape=(7,), num_classes=1, batch_size=8, optimizer="adam",
                              dtype="float32", device="cpu", vram_gb=None, latency_ms=1.0)
-    fs = search.FamilySearch(problem, policy.FAMILIES["mlp"], [], lambda m: None)
+    fs = search.CandidateSearch(problem, policy.CANDIDATES["mlp"], [], lambda m: None)
     n = len(fs.path)
 
     def seed(i, ms):  # as if measured: the cache holds LatencyResults per architecture
