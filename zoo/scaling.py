@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from .arguments import ARGUMENTS
+
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None,
                    round_limit: float = 0.9) -> int:
@@ -28,7 +30,7 @@ def scale_width(channels: int, width_mult: float = 1.0, divisor: int = 8,
     ``width_mult == 1`` returns ``channels`` unchanged, so reference layouts whose widths are not
     multiples of ``divisor`` (Inception's 192/208/...) are reproduced exactly.
     """
-    check_multiplier("width_mult", width_mult)
+    width_mult = ARGUMENTS["width_mult"]("width_mult", width_mult)
     if width_mult == 1.0:
         return int(channels)
     return make_divisible(channels * width_mult, divisor, min_value)
@@ -36,13 +38,6 @@ def scale_width(channels: int, width_mult: float = 1.0, divisor: int = 8,
 
 def scale_depth(num_blocks: int, depth_mult: float = 1.0) -> int:
     """Number of blocks of a stage of ``num_blocks`` at ``depth_mult``: ``max(1, ceil(n * d))``."""
-    check_multiplier("depth_mult", depth_mult)
+    depth_mult = ARGUMENTS["depth_mult"]("depth_mult", depth_mult)
     return max(1, int(math.ceil(num_blocks * depth_mult - 1e-9)))
 
-
-def check_multiplier(name: str, value: float) -> None:
-    """Raise ``ValueError`` unless ``value`` is a finite number > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value <= 0:
-        raise ValueError(f"{name}={value!r} is not accepted: expected a finite number > 0 "
-                         f"(1.0 is the reference size)")

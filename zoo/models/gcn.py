@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from zoo.kernels.gcn_propagation import (AdjacencyCache, CSRAdjacency, EdgeListAdjacency,
                                      gcn_adjacency)
 
+from ..arguments import check, placement
 from ..base import ZooModel
 from ..registry import register_model
 from ..scaling import scale_depth, scale_width
@@ -82,17 +83,13 @@ class GCN(ZooModel):
 
     def __init__(self, in_features: int, num_classes: int, hidden: int, layers: int, *,
                  dropout: float = 0.0, num_nodes: int = 64, device=None, dtype=None):
+        check(in_features=in_features, num_classes=num_classes, hidden=hidden, layers=layers,
+              dropout=dropout, num_nodes=num_nodes)
+        fk = placement(device, dtype)
         super().__init__()
-        if layers < 1:
-            raise ValueError(f"layers={layers!r} is not accepted: expected an int >= 1")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout!r} is not accepted: expected 0 <= dropout < 1")
-        if num_nodes < 1:
-            raise ValueError(f"num_nodes={num_nodes!r} is not accepted: expected an int >= 1")
         self.in_features, self.num_nodes = in_features, num_nodes
         widths = [in_features] + [hidden] * (layers - 1) + [num_classes]
-        self.layers = nn.ModuleList(
-            GCNLayer(a, b, device=device, dtype=dtype) for a, b in zip(widths[:-1], widths[1:]))
+        self.layers = nn.ModuleList(GCNLayer(a, b, **fk) for a, b in zip(widths[:-1], widths[1:]))
         self.drop = nn.Dropout(dropout)
         self.adjacency_cache = AdjacencyCache()  # not a buffer: never saved, rebuilt per graph
 

@@ -15,6 +15,13 @@ logits. Deviations, from the paper and from torchvision:
 - no ``transform_input`` (torchvision's re-normalisation of ImageNet-normalised inputs to the
   original weights' [-1, 1] convention): inputs go in as given;
 - ``drop_rate`` defaults to 0.0 (the registry's default for every model); torchvision's is 0.2;
+- ``stem="small"`` (not in torchvision; for inputs of about 64 px and less): conv1 is a 3x3 stride-1
+  conv and the stem's first max-pool (``maxpool1``) is gone, so the stem keeps the input's size
+  up to ``maxpool2``; the net down-samples 8x, not 32x, and a 32x32 input meets stage 3 at 16x16
+  and the last stage at 4x4 (the ImageNet stem: 4x4 and 1x1). The pool that ends the stem is
+  kept so that the small stem down-samples 8x like every family's (``stem="small"`` on ResNet
+  and MobileNetV2): the CIFAR GoogLeNet that drops it too runs its 480-channel stage 3 at full
+  size, for 4x the work. Only ``conv1``'s kernel shape changes;
 - ``in_chans`` may differ from 3; ``depth_mult`` repeats the last block of each stage (extra blocks
   are named on from the stage's letters: ``inception3c``, ...), and below 1 keeps each stage's first
   ``ceil(n * depth_mult)`` blocks.
@@ -27,6 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import validation
+from ..arguments import placement
 from ..registry import register_model
 from ..scaling import scale_depth, scale_width
 from ._image import ImageClassifier
@@ -103,31 +112,45 @@ def _block_name(stage: int, index: int) -> str:
 class GoogLeNet(ImageClassifier):
     """GoogLeNet-style net: stem (7x7/2 conv, 3x3/2 max-pool, 1x1 conv, 3x3 conv, 3x3/2 max-pool),
     three stages of :class:`Inception` blocks with a max-pool between stages (3x3/2, then 2x2/2, all
-    ``ceil_mode=True``), global average pool, linear classifier.
+    ``ceil_mode=True``), global average pool, linear classifier. ``stem="small"``: conv1 3x3/1 and
+    no ``maxpool1``.
 
     Shapes: ``x`` (B, in_chans, H, W) -> features (B, num_features, ~H/32, ~W/32) ->
-    logits (B, num_classes); num_features = 1024 at width 1.
+    logits (B, num_classes); num_features = 1024 at width 1 (``stem="small"``: ~H/8, ~W/8).
 
     Args:
-        stem: widths of conv1, conv2, conv3 (already scaled).
+        stem_widths: widths of conv1, conv2, conv3 (already scaled).
         stages: per stage, the rows ``(ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj)`` of its
             blocks (already width- and depth-scaled).
+        stem: ``"imagenet"`` or ``"small"`` (see the module docstring).
     """
 
-    def __init__(self, stem: tuple[int, int, int], stages: tuple[tuple[tuple[int, ...], ...], ...], *,
-                 num_classes: int = 1000, in_chans: int = 3, img_size: int = 224, drop_rate: float = 0.0,
-                 device=None, dtype=None):
+    # The unpadded 3x3/2 max-pool after stage 3 (maxpool3) needs a 2x2 input, so the stem must
+    # leave at least 2x2: 15 px through the ImageNet stem (7x7/2 conv, two unpadded 3x3/2 pools),
+    # 4 px through the small one (one pool). tests/zoo/test_stems.py proves both bounds tight.
+    min_img_size = {"imagenet": 15, "small": 4}
+
+    def __init__(self, stem_widths: tuple[int, int, int],
+                 stages: tuple[tuple[tuple[int, ...], ...], ...], *, num_classes: int = 1000,
+                 in_chans: int = 3, img_size: int = 224, drop_rate: float = 0.0,
+                 stem: str = "imagenet", device=None, dtype=None):
         super().__init__(num_classes=num_classes, in_chans=in_chans, img_size=img_size,
-                         drop_rate=drop_rate)
-        fk = dict(device=device, dtype=dtype)
-        self.conv1 = BasicConv2d(in_chans, stem[0], kernel_size=7, stride=2, padding=3, **fk)
-        self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.conv2 = BasicConv2d(stem[0], stem[1], kernel_size=1, **fk)
-        self.conv3 = BasicConv2d(stem[1], stem[2], kernel_size=3, padding=1, **fk)
-        self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+                         drop_rate=drop_rate, stem=stem)
+        stem_widths = validation.shape("stem_widths", stem_widths, ndim=3)
+        stages = tuple(tuple(validation.shape("stages", row, ndim=6) for row in rows) for rows in stages)
+        fk = placement(device, dtype)
         # The order forward_features runs the modules in, by name (torchvision's names).
-        order = ["conv1", "maxpool1", "conv2", "conv3", "maxpool2"]
-        in_chs = stem[2]
+        if stem == "small":
+            self.conv1 = BasicConv2d(in_chans, stem_widths[0], kernel_size=3, padding=1, **fk)
+            order = ["conv1", "conv2", "conv3", "maxpool2"]
+        else:
+            self.conv1 = BasicConv2d(in_chans, stem_widths[0], kernel_size=7, stride=2, padding=3, **fk)
+            self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+            order = ["conv1", "maxpool1", "conv2", "conv3", "maxpool2"]
+        self.conv2 = BasicConv2d(stem_widths[0], stem_widths[1], kernel_size=1, **fk)
+        self.conv3 = BasicConv2d(stem_widths[1], stem_widths[2], kernel_size=3, padding=1, **fk)
+        self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        in_chs = stem_widths[2]
         for s, rows in enumerate(stages):
             for i, row in enumerate(rows):
                 block = Inception(in_chs, *row, **fk)
@@ -163,6 +186,7 @@ class GoogLeNet(ImageClassifier):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         # (B, C, H, W) -> stem (B, 192 w, ~H/8, ~W/8) -> stages -> (B, num_features, ~H/32, ~W/32)
+        # stem="small": stem (B, 192 w, ~H/2, ~W/2) -> ... -> (B, num_features, ~H/8, ~W/8)
         for name in self.feature_order:
             x = getattr(self, name)(x)
         return x
@@ -174,13 +198,18 @@ class GoogLeNet(ImageClassifier):
 @register_model(family="inception", input_kind="image",
                 reference="torchvision googlenet(aux_logits=False, transform_input=False)")
 def inception(*, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224, width_mult: float = 1.0,
-              depth_mult: float = 1.0, drop_rate: float = 0.0, device=None, dtype=None) -> GoogLeNet:
-    """GoogLeNet-style Inception net, torchvision's block layout (6.6 M parameters at 1000 classes)."""
-    stem = tuple(scale_width(c, width_mult) for c in STEM)
+              depth_mult: float = 1.0, drop_rate: float = 0.0, stem: str = "imagenet", device=None,
+              dtype=None) -> GoogLeNet:
+    """GoogLeNet-style Inception net, torchvision's block layout (6.6 M parameters at 1000 classes).
+
+    stem: 'imagenet' (torchvision's, for about 128 px and more) or 'small' (3x3 stride-1 conv1, no
+    first max-pool, for about 64 px and less).
+    """
+    stem_widths = tuple(scale_width(c, width_mult) for c in STEM)
     stages = []
     for rows in STAGES:
         n = scale_depth(len(rows), depth_mult)
         rows = rows[:n] + (rows[-1],) * (n - len(rows))   # repeat the last block to deepen
         stages.append(tuple(tuple(scale_width(c, width_mult) for c in row) for row in rows))
-    return GoogLeNet(stem, tuple(stages), num_classes=num_classes, in_chans=in_chans, img_size=img_size,
-                     drop_rate=drop_rate, device=device, dtype=dtype)
+    return GoogLeNet(stem_widths, tuple(stages), num_classes=num_classes, in_chans=in_chans,
+                     img_size=img_size, drop_rate=drop_rate, stem=stem, device=device, dtype=dtype)

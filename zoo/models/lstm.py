@@ -4,13 +4,20 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..arguments import check, placement
 from ..base import SequenceModel
 from ..registry import register_model
 from ..scaling import scale_depth, scale_width
+from ..standardize import Standardize
 
 
 class LSTMClassifier(SequenceModel):
-    """``[Embedding] -> nn.LSTM(batch_first=True) -> [Dropout] -> Linear`` on the final hidden state.
+    """``Standardize | Embedding -> nn.LSTM(batch_first=True) -> [Dropout] -> Linear`` on the final
+    hidden state.
+
+    Float features are standardised per feature first (:class:`zoo.standardize.Standardize`, the
+    identity until :func:`zoo.fit` sets it); token ids (``vocab_size`` set) go to the embedding
+    and have no standardisation.
 
     The head reads the last layer's final hidden state ``h_T`` (for a bidirectional LSTM, the
     forward direction's state after step T concatenated with the reverse direction's state after
@@ -27,17 +34,17 @@ class LSTMClassifier(SequenceModel):
     def __init__(self, in_features: int, num_classes: int, hidden: int, layers: int, *,
                  seq_len: int = 32, vocab_size: int | None = None, bidirectional: bool = False,
                  dropout: float = 0.0, device=None, dtype=None):
+        check(in_features=in_features, num_classes=num_classes, hidden=hidden, layers=layers,
+              seq_len=seq_len, vocab_size=vocab_size, bidirectional=bidirectional, dropout=dropout)
+        fk = placement(device, dtype)
         super().__init__()
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout!r} is not accepted: expected 0 <= dropout < 1")
-        if vocab_size is not None and vocab_size < 1:
-            raise ValueError(f"vocab_size={vocab_size!r} is not accepted: expected None or an int >= 1")
-        if seq_len < 1:
-            raise ValueError(f"seq_len={seq_len!r} is not accepted: expected an int >= 1")
-        fk = dict(device=device, dtype=dtype)
         self.in_features, self.seq_len, self.vocab_size = in_features, seq_len, vocab_size
         self.directions = 2 if bidirectional else 1
-        self.embed = nn.Embedding(vocab_size, in_features, **fk) if vocab_size else None
+        if vocab_size:
+            self.embed = nn.Embedding(vocab_size, in_features, **fk)
+        else:
+            self.embed = None
+            self.standardize = Standardize(in_features, **fk)
         # nn.LSTM applies its dropout between layers only; with one layer it would only warn.
         self.lstm = nn.LSTM(in_features, hidden, layers, batch_first=True,
                             bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0, **fk)
@@ -48,6 +55,8 @@ class LSTMClassifier(SequenceModel):
         """The head's input: the last layer's final hidden state(s), (B, directions * hidden)."""
         if self.embed is not None:
             x = self.embed(x)  # (B, T) -> (B, T, in_features)
+        else:
+            x = self.standardize(x)  # (B, T, in_features), per feature
         _, (h_n, _) = self.lstm(x)  # h_n: (layers * directions, B, hidden)
         last = h_n[-self.directions:]  # (directions, B, hidden): last layer, [forward, reverse]
         # Batch from the input, not from h_n: torch.export (2.11) gave h_n a symbolic shape that

@@ -4,27 +4,31 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..arguments import check, placement
 from ..base import ZooModel
 from ..registry import register_model
 from ..scaling import scale_depth, scale_width
+from ..standardize import Standardize
 
 
 class MLP(ZooModel):
-    """``depth`` hidden layers of ``Linear -> [Norm] -> ReLU -> [Dropout]``, then a linear head.
+    """Per-feature standardisation, ``depth`` hidden layers of ``Linear -> [Norm] -> ReLU ->
+    [Dropout]``, then a linear head.
 
     Shapes: ``x`` (B, in_features) -> (B, num_classes). Init is PyTorch's default for ``nn.Linear``
-    (Kaiming-uniform with a = sqrt(5)), the same as a hand-written ``nn.Sequential`` MLP.
+    (Kaiming-uniform with a = sqrt(5)), the same as a hand-written ``nn.Sequential`` MLP. The
+    standardisation (:class:`zoo.standardize.Standardize`) is the identity until :func:`zoo.fit`
+    sets it from the training data.
     """
 
     def __init__(self, in_features: int, num_classes: int, hidden: int, depth: int, *,
                  dropout: float = 0.0, norm: str | None = None, device=None, dtype=None):
+        check(in_features=in_features, num_classes=num_classes, hidden=hidden, depth=depth,
+              dropout=dropout, norm=norm)
+        fk = placement(device, dtype)
         super().__init__()
-        if norm not in (None, "batchnorm", "layernorm"):
-            raise ValueError(f"norm={norm!r} is not accepted: expected None, 'batchnorm' or 'layernorm'")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout!r} is not accepted: expected 0 <= dropout < 1")
-        fk = dict(device=device, dtype=dtype)
         self.in_features = in_features
+        self.standardize = Standardize(in_features, **fk)
         layers: list[nn.Module] = []
         width = in_features
         for _ in range(depth):
@@ -41,7 +45,7 @@ class MLP(ZooModel):
         self.head = nn.Linear(width, num_classes, **fk)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))  # (B, F) -> (B, hidden) -> (B, num_classes)
+        return self.head(self.body(self.standardize(x)))  # (B, F) -> (B, hidden) -> (B, num_classes)
 
     def example_inputs(self, batch_size: int = 1) -> tuple[torch.Tensor, ...]:
         return (torch.randn(batch_size, self.in_features, **self._placement()),)

@@ -11,6 +11,10 @@ torchvision's too:
 - the stem is rounded with the width multiplier, and the 1280-channel head is ``max(1280,
   make_divisible(1280 * m))``: never narrower than 1280, wider above m = 1 (the paper keeps it at
   1280 for m < 1 only);
+- ``stem="small"`` (not in either reference; for inputs of about 64 px and less): stride 1 in the
+  stem conv and in the first stride-2 stage (the ``t=6, c=24`` row), so the net down-samples 8x,
+  not 32x: a 32x32 input reaches the last stage at 4x4 (the ImageNet stem: 1x1 from the
+  ``c=160`` row on). No parameter changes: the same ``state_dict`` loads into either stem;
 - ``se=True`` adds squeeze-and-excitation after the depthwise conv, as timm's ``se_layer`` does in
   MobileNetV3/EfficientNet: squeeze to ``round(0.25 * in_chs)`` channels, the block's ReLU6 inside,
   sigmoid gate (not part of MobileNetV2 as published).
@@ -20,6 +24,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .. import validation
+from ..arguments import check, placement
 from ..registry import register_model
 from ..scaling import make_divisible, scale_depth, scale_width
 from ._image import ImageClassifier
@@ -114,30 +120,42 @@ class InvertedResidual(nn.Module):
 
 class MobileNetV2(ImageClassifier):
     """MobileNetV2: 3x3 stride-2 stem, the :data:`CONFIG` stages, 1x1 head conv, global average pool,
-    linear classifier. ReLU6 throughout, BN eps 1e-5.
+    linear classifier. ReLU6 throughout, BN eps 1e-5. ``stem="small"``: stride 1 in the stem and in
+    the first stride-2 stage.
 
-    Shapes: ``x`` (B, in_chans, H, W) -> features (B, head_chs, H/32, W/32) -> logits (B, num_classes).
+    Shapes: ``x`` (B, in_chans, H, W) -> features (B, head_chs, H/32, W/32) -> logits (B, num_classes)
+    (``stem="small"``: H/8, W/8).
 
     Args:
         config: rows ``(t, c, n, s)`` with ``c`` and ``n`` already width- and depth-scaled.
         stem_chs / head_chs: stem and head widths (already scaled).
         se: squeeze-and-excitation in every block (see the module docstring).
+        stem: ``"imagenet"`` or ``"small"`` (see the module docstring).
     """
+
+    # Every stride-2 conv pads (3x3, padding 1): a 1x1 input stays 1x1 throughout.
+    min_img_size = {"imagenet": 1, "small": 1}
 
     def __init__(self, config: tuple[tuple[int, int, int, int], ...], *, stem_chs: int, head_chs: int,
                  num_classes: int = 1000, in_chans: int = 3, img_size: int = 224, se: bool = False,
-                 drop_rate: float = 0.0, device=None, dtype=None):
+                 drop_rate: float = 0.0, stem: str = "imagenet", device=None, dtype=None):
         super().__init__(num_classes=num_classes, in_chans=in_chans, img_size=img_size,
-                         drop_rate=drop_rate)
-        if not isinstance(se, bool):
-            raise ValueError(f"se={se!r} is not accepted: expected True or False")
-        fk = dict(device=device, dtype=dtype)
-        self.conv_stem = nn.Conv2d(in_chans, stem_chs, 3, stride=2, padding=1, bias=False, **fk)
+                         drop_rate=drop_rate, stem=stem)
+        check(se=se)
+        for row in config:
+            validation.shape("config", row, ndim=4)
+        fk = placement(device, dtype)
+        small = stem == "small"
+        self.conv_stem = nn.Conv2d(in_chans, stem_chs, 3, stride=1 if small else 2, padding=1,
+                                   bias=False, **fk)
         self.bn1 = nn.BatchNorm2d(stem_chs, **fk)
         self.act1 = nn.ReLU6(inplace=True)
         stages = []
         in_chs = stem_chs
-        for t, c, n, s in config:
+        first_stride2 = next((i for i, row in enumerate(config) if row[3] == 2), None)
+        for row_index, (t, c, n, s) in enumerate(config):
+            if small and row_index == first_stride2:
+                s = 1
             blocks = []
             for i in range(n):
                 stride = s if i == 0 else 1
@@ -179,9 +197,9 @@ class MobileNetV2(ImageClassifier):
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act1(self.bn1(self.conv_stem(x)))    # (B, stem, H/2, W/2)
-        x = self.blocks(x)                            # (B, 320 * m, H/32, W/32)
-        return self.act2(self.bn2(self.conv_head(x)))  # (B, head_chs, H/32, W/32)
+        x = self.act1(self.bn1(self.conv_stem(x)))    # (B, stem, H/2, W/2); small: H, W
+        x = self.blocks(x)                            # (B, 320 * m, H/32, W/32); small: H/8, W/8
+        return self.act2(self.bn2(self.conv_head(x)))  # (B, head_chs, H/32, W/32); small: H/8, W/8
 
     def get_classifier(self) -> nn.Module:
         return self.classifier
@@ -191,10 +209,14 @@ class MobileNetV2(ImageClassifier):
                 reference="timm mobilenetv2_100 (width 0.5: mobilenetv2_050, 1.4: mobilenetv2_140)")
 def mobilenetv2(*, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224,
                 width_mult: float = 1.0, depth_mult: float = 1.0, drop_rate: float = 0.0, se: bool = False,
-                device=None, dtype=None) -> MobileNetV2:
-    """MobileNetV2: inverted residuals with linear bottlenecks (3.5 M parameters at width 1.0)."""
+                stem: str = "imagenet", device=None, dtype=None) -> MobileNetV2:
+    """MobileNetV2: inverted residuals with linear bottlenecks (3.5 M parameters at width 1.0).
+
+    stem: 'imagenet' (timm's, for about 128 px and more) or 'small' (stride 1 in the stem and the
+    first stride-2 stage, for about 64 px and less).
+    """
     config = tuple((t, scale_width(c, width_mult), scale_depth(n, depth_mult), s) for t, c, n, s in CONFIG)
     return MobileNetV2(config, stem_chs=scale_width(STEM_CHANNELS, width_mult),
                        head_chs=max(HEAD_CHANNELS, scale_width(HEAD_CHANNELS, width_mult)),
                        num_classes=num_classes, in_chans=in_chans, img_size=img_size, se=se,
-                       drop_rate=drop_rate, device=device, dtype=dtype)
+                       drop_rate=drop_rate, stem=stem, device=device, dtype=dtype)

@@ -3,13 +3,21 @@ https://arxiv.org/abs/1512.03385) and SE-ResNet (Hu et al., CVPR 2018, https://a
 
 The architecture and every parameter name are timm's ``resnet*`` / ``seresnet*`` (the torchvision
 "v1.5" layout: stride on the 3x3 conv of a bottleneck), so a timm ``state_dict`` loads strictly and
-gives the same logits. At ``width_mult=1`` and ``depth_mult=1`` the models are timm's exactly.
+gives the same logits. At ``width_mult=1``, ``depth_mult=1`` and ``stem="imagenet"`` the models are
+timm's exactly.
+
+``stem="small"`` (for inputs of about 64 px and less) replaces the 7x7 stride-2 stem conv and its
+3x3 stride-2 max-pool with one 3x3 stride-1 conv, as the CIFAR ResNets of He et al. (2016, Sec. 4.2)
+do: a 32x32 input reaches ``layer1`` at 32x32 and ``layer4`` at 4x4 (the ImageNet stem: 8x8 and
+1x1). Only ``conv1``'s kernel shape changes; every other parameter keeps its name and shape.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
+from .. import validation
+from ..arguments import placement
 from ..registry import register_model
 from ..scaling import scale_depth, scale_width
 from ._image import ImageClassifier
@@ -119,29 +127,40 @@ LAYOUTS: dict[int, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
 
 class ResNet(ImageClassifier):
     """ResNet / SE-ResNet: 7x7 stride-2 stem, 3x3 stride-2 max-pool, four residual stages, global
-    average pool, linear classifier.
+    average pool, linear classifier. With ``stem="small"``: one 3x3 stride-1 stem conv, no pool.
 
     Shapes: ``x`` (B, in_chans, H, W) -> features (B, 512 * expansion * w, H/32, W/32) ->
-    logits (B, num_classes), ``w`` the width multiplier.
+    logits (B, num_classes), ``w`` the width multiplier (``stem="small"``: H/8, W/8).
 
     Args:
         block: :class:`BasicBlock` or :class:`Bottleneck`.
         layers: blocks per stage (already depth-scaled).
         stem_width / planes: stem and stage widths (already width-scaled).
         se: add an :class:`SEModule` at the end of every residual branch (SE-ResNet).
+        stem: ``"imagenet"`` or ``"small"`` (see the module docstring).
     """
+
+    # Every layer maps a 1x1 input to 1x1 (each stride-2 layer pads), so any size is processed.
+    min_img_size = {"imagenet": 1, "small": 1}
 
     def __init__(self, block: type[nn.Module], layers: tuple[int, ...], *, num_classes: int = 1000,
                  in_chans: int = 3, img_size: int = 224, stem_width: int = STEM_WIDTH,
                  planes: tuple[int, ...] = STAGE_PLANES, se: bool = False, drop_rate: float = 0.0,
-                 device=None, dtype=None):
+                 stem: str = "imagenet", device=None, dtype=None):
         super().__init__(num_classes=num_classes, in_chans=in_chans, img_size=img_size,
-                         drop_rate=drop_rate)
-        fk = dict(device=device, dtype=dtype)
-        self.conv1 = nn.Conv2d(in_chans, stem_width, 7, stride=2, padding=3, bias=False, **fk)
+                         drop_rate=drop_rate, stem=stem)
+        layers = validation.shape("layers", layers)
+        planes = validation.shape("planes", planes, ndim=len(layers))
+        stem_width = validation.positive_int("stem_width", stem_width)
+        fk = placement(device, dtype)
+        if stem == "small":
+            self.conv1 = nn.Conv2d(in_chans, stem_width, 3, stride=1, padding=1, bias=False, **fk)
+            self.maxpool = nn.Identity()
+        else:
+            self.conv1 = nn.Conv2d(in_chans, stem_width, 7, stride=2, padding=3, bias=False, **fk)
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.bn1 = nn.BatchNorm2d(stem_width, **fk)
         self.act1 = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         in_chs = stem_width
         for i, (stage_planes, n_blocks) in enumerate(zip(planes, layers)):
             stride = 1 if i == 0 else 2
@@ -182,49 +201,56 @@ class ResNet(ImageClassifier):
                     m.zero_init_last()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))  # (B, stem, H/4, W/4)
+        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))  # (B, stem, H/4, W/4); small: H, W
         x = self.layer1(x)
         x = self.layer2(x)
         x = self.layer3(x)
-        return self.layer4(x)                                 # (B, num_features, H/32, W/32)
+        return self.layer4(x)              # (B, num_features, H/32, W/32); small: H/8, W/8
 
     def get_classifier(self) -> nn.Module:
         return self.fc
 
 
 def _resnet(depth: int, *, se: bool, num_classes: int, in_chans: int, img_size: int, width_mult: float,
-            depth_mult: float, drop_rate: float, device, dtype) -> ResNet:
+            depth_mult: float, drop_rate: float, stem: str, device, dtype) -> ResNet:
     block, layers = LAYOUTS[depth]
     return ResNet(block, tuple(scale_depth(n, depth_mult) for n in layers),
                   num_classes=num_classes, in_chans=in_chans, img_size=img_size,
                   stem_width=scale_width(STEM_WIDTH, width_mult),
                   planes=tuple(scale_width(c, width_mult) for c in STAGE_PLANES),
-                  se=se, drop_rate=drop_rate, device=device, dtype=dtype)
+                  se=se, drop_rate=drop_rate, stem=stem, device=device, dtype=dtype)
 
 
-def _register(depth: int, se: bool, params: str) -> None:
-    """Register ``resnet{depth}`` / ``seresnet{depth}``: one builder per row of the table below."""
+def _register(depth: int, se: bool, params: str):
+    """Register ``resnet{depth}`` / ``seresnet{depth}`` (one builder per row of the table below)
+    and return the registered builder."""
     name = f"{'se' if se else ''}resnet{depth}"
     block, layers = LAYOUTS[depth]
 
     def builder(*, num_classes: int = 1000, in_chans: int = 3, img_size: int = 224,
                 width_mult: float = 1.0, depth_mult: float = 1.0, drop_rate: float = 0.0,
-                device=None, dtype=None) -> ResNet:
+                stem: str = "imagenet", device=None, dtype=None) -> ResNet:
         return _resnet(depth, se=se, num_classes=num_classes, in_chans=in_chans,
                        img_size=img_size, width_mult=width_mult, depth_mult=depth_mult,
-                       drop_rate=drop_rate, device=device, dtype=dtype)
+                       drop_rate=drop_rate, stem=stem, device=device, dtype=dtype)
 
     kind = "basic" if block is BasicBlock else "bottleneck"
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = (f"{'SE-' if se else ''}ResNet-{depth}: {kind} blocks, "
                        f"{'-'.join(map(str, layers))}" + (", squeeze-and-excitation in every block"
-                                                          if se else "") + f" ({params} at 1000 classes).")
-    register_model(family="seresnet" if se else "resnet", input_kind="image",
-                   reference=f"timm {name}")(builder)
-    globals()[name] = builder
+                                                          if se else "") + f" ({params} at 1000 classes)."
+                       "\n\nstem: 'imagenet' (timm's, for about 128 px and more) or 'small' (3x3 "
+                       "stride 1, no max-pool, for about 64 px and less).")
+    return register_model(family="seresnet" if se else "resnet", input_kind="image",
+                          reference=f"timm {name}")(builder)
 
 
-#            depth  SE     parameters at 1000 classes (= timm's)
-for _row in ((18, False, "11.7M"), (34, False, "21.8M"), (50, False, "25.6M"), (101, False, "44.5M"),
-             (18, True, "11.8M"), (34, True, "22.0M"), (50, True, "28.1M"), (101, True, "49.3M")):
-    _register(*_row)
+#                        depth  SE     parameters at 1000 classes (= timm's)
+resnet18 = _register(18, False, "11.7M")
+resnet34 = _register(34, False, "21.8M")
+resnet50 = _register(50, False, "25.6M")
+resnet101 = _register(101, False, "44.5M")
+seresnet18 = _register(18, True, "11.8M")
+seresnet34 = _register(34, True, "22.0M")
+seresnet50 = _register(50, True, "28.1M")
+seresnet101 = _register(101, True, "49.3M")

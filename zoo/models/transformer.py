@@ -6,15 +6,28 @@ Architecture"), as GPT-2 and ViT do; numerically ``nn.TransformerEncoderLayer(no
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from zoo.kernels.attention import attention
 
+from .. import validation
+from ..arguments import check, placement
 from ..base import SequenceModel
 from ..registry import register_model
 from ..scaling import scale_depth, scale_width
+from ..standardize import Standardize
+
+
+def check_heads(num_heads: int, d_model: int) -> None:
+    """Raise ``ValueError`` naming ``num_heads`` unless it divides ``d_model`` (every head gets
+    ``d_model / num_heads`` dimensions)."""
+    small = [h for h in range(1, math.isqrt(d_model) + 1) if d_model % h == 0]
+    divisors = sorted(set(small + [d_model // h for h in small]))
+    validation.choice("num_heads", num_heads, divisors)
 
 
 class TransformerBlock(nn.Module):
@@ -110,7 +123,8 @@ class Transformer(SequenceModel):
     pooling, linear head.
 
     * Input: token ids through ``nn.Embedding(vocab_size, d_model)`` when ``vocab_size`` is set,
-      else features through ``nn.Linear(in_features, d_model)``.
+      else features standardised per feature (:class:`zoo.standardize.Standardize`, the identity
+      until :func:`zoo.fit` sets it), then ``nn.Linear(in_features, d_model)``.
     * Positions: a learned table (1, seq_len, d_model) added to the first T <= seq_len positions
       (BERT / GPT-2 / ViT style), not sinusoids: sequences longer than ``seq_len`` are refused.
     * Pooling: the mean over the valid (non-padding) positions, not a CLS token; a fully padded
@@ -125,22 +139,19 @@ class Transformer(SequenceModel):
     def __init__(self, in_features: int, num_classes: int, d_model: int, num_heads: int, depth: int,
                  *, seq_len: int = 128, vocab_size: int | None = None, mlp_ratio: float = 4.0,
                  dropout: float = 0.0, device=None, dtype=None):
+        check(in_features=in_features, num_classes=num_classes, d_model=d_model,
+              num_heads=num_heads, depth=depth, seq_len=seq_len, vocab_size=vocab_size,
+              mlp_ratio=mlp_ratio, dropout=dropout)
+        check_heads(num_heads, d_model)
+        # The MLP must keep at least one unit: mlp_ratio >= 1 / d_model.
+        validation.number("mlp_ratio", mlp_ratio, minimum=1.0 / d_model)
+        fk = placement(device, dtype)
         super().__init__()
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout!r} is not accepted: expected 0 <= dropout < 1")
-        if num_heads < 1 or d_model % num_heads:
-            raise ValueError(f"num_heads={num_heads!r} is not accepted with d_model={d_model}: "
-                             f"expected a positive divisor of d_model")
-        if vocab_size is not None and vocab_size < 1:
-            raise ValueError(f"vocab_size={vocab_size!r} is not accepted: expected None or an int >= 1")
-        if seq_len < 1 or mlp_ratio <= 0:
-            raise ValueError(f"seq_len={seq_len!r}, mlp_ratio={mlp_ratio!r} are not accepted: "
-                             f"expected seq_len >= 1 and mlp_ratio > 0")
-        fk = dict(device=device, dtype=dtype)
         self.in_features, self.seq_len, self.vocab_size = in_features, seq_len, vocab_size
         if vocab_size:
             self.embed = nn.Embedding(vocab_size, d_model, **fk)
         else:
+            self.standardize = Standardize(in_features, **fk)
             self.embed = nn.Linear(in_features, d_model, **fk)
         self.pos = nn.Parameter(torch.empty(1, seq_len, d_model, **fk))
         self.drop = nn.Dropout(dropout)
@@ -170,6 +181,8 @@ class Transformer(SequenceModel):
         if t > self.seq_len:
             raise ValueError(f"x.shape={tuple(x.shape)} is not accepted: sequence length {t} exceeds "
                              f"seq_len={self.seq_len}, the length of the learned position table")
+        if self.vocab_size is None:
+            x = self.standardize(x)  # (B, T, in_features), per feature
         h = self.drop(self.embed(x) + self.pos[:, :t])  # (B, T, d)
         for block in self.blocks:
             h = block(h, key_padding_mask)
@@ -192,8 +205,6 @@ def transformer(*, in_features: int = 16, seq_len: int = 128, vocab_size: int | 
 
     ``d_model`` is scaled in steps of ``num_heads * 8`` so every head stays a multiple of 8 wide.
     """
-    if not isinstance(num_heads, int) or num_heads < 1:
-        raise ValueError(f"num_heads={num_heads!r} is not accepted: expected an int >= 1")
     return Transformer(in_features, num_classes,
                        scale_width(d_model, width_mult, divisor=num_heads * 8), num_heads,
                        scale_depth(depth, depth_mult), seq_len=seq_len, vocab_size=vocab_size,
