@@ -1,28 +1,28 @@
-"""``zoo build``: choose, report and write the model for a task, data size and machine.
+"""The ``zoo`` command, assembled here, at the top layer: ``zoo list`` and ``zoo export`` (the
+zoo's, :mod:`zoo.cli`), ``zoo build`` (this module) and ``zoo check`` (the factory's audit).
+Each command module adds its sub-parser with ``add_subparser(subparsers)``, setting
+``func(args) -> int``; bad input and unmeetable budgets exit with status 2 and
+``zoo COMMAND: error: ...``, with no traceback.
+
+``zoo build`` chooses, reports and writes the model for a task, data size and machine:
 
     zoo build image-classification --n-samples 50000 --vram-gb 8 --latency-ms 30 \\
         --input-shape 3,32,32 --num-classes 10 --out out/
 
 prints the decision (the model, its costs against the budgets, the reasons) -- or the spec as
 JSON with ``--json`` -- and with ``--out`` writes ``model.safetensors``, ``model.onnx`` and
-``spec.json`` there, each atomically. Bad input and unmeetable budgets exit with status 2 and
-``zoo build: error: ...``.
+``spec.json`` there, each atomically.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
-from . import policy
+from zoo import cli as zoo_cli
 
-PROG = "zoo build"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own errors in the same form as ours
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+from .tasks import TASKS
 
 
 def _budget(text: str) -> float | None:
@@ -42,11 +42,13 @@ def _ints(text: str) -> tuple[int, ...]:
                                          f"e.g. 3,32,32")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=__doc__.splitlines()[0],
-                formatter_class=argparse.RawDescriptionHelpFormatter,
-                epilog="tasks: " + ", ".join(policy.TASKS))
-    p.add_argument("task", help="one of: " + ", ".join(policy.TASKS))
+def add_subparser(sub) -> None:
+    """Add ``build`` to ``sub`` (an ``argparse`` sub-parsers action)."""
+    p = sub.add_parser("build", help="choose the largest model fitting task, data and budgets",
+                       description="Choose, report and write the model for a task, data size "
+                                   "and machine.",
+                       epilog="tasks: " + ", ".join(TASKS))
+    p.add_argument("task", help="one of: " + ", ".join(TASKS))
     p.add_argument("--n-samples", type=int, required=True,
                    help="training samples (nodes for node tasks)")
     p.add_argument("--vram-gb", type=_budget, required=True,
@@ -66,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write model.safetensors, model.onnx, spec.json here")
     p.add_argument("--json", action="store_true", help="print the spec as JSON, not the report")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
+    p.set_defaults(func=cmd_build)
 
 
 def write_outputs(model, out: Path) -> list[Path]:
@@ -82,22 +84,16 @@ def write_outputs(model, out: Path) -> list[Path]:
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+def cmd_build(args: argparse.Namespace) -> int:
     import zoo
 
     families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else None
-    try:
-        model = zoo.build(args.task, args.n_samples, args.vram_gb, args.latency_ms,
-                          input_shape=args.input_shape, num_classes=args.num_classes,
-                          batch_size=args.batch_size, optimizer=args.optimizer, dtype=args.dtype,
-                          device=args.device, families=families, seed=args.seed,
-                          progress=not args.quiet, n_edges=args.n_edges)
-        written = write_outputs(model, args.out) if args.out is not None else []
-    except ValueError as exc:  # bad input and BudgetError: a clear message, no traceback
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+    model = zoo.build(args.task, args.n_samples, args.vram_gb, args.latency_ms,
+                      input_shape=args.input_shape, num_classes=args.num_classes,
+                      batch_size=args.batch_size, optimizer=args.optimizer, dtype=args.dtype,
+                      device=args.device, families=families, seed=args.seed,
+                      progress=not args.quiet, n_edges=args.n_edges)
+    written = write_outputs(model, args.out) if args.out is not None else []
     if args.json:
         print(model.spec.to_json())
     else:
@@ -105,6 +101,46 @@ def main(argv: list[str] | None = None) -> int:
         for path in written:
             print(f"wrote {path}")
     return 0
+
+
+def _check_module():
+    """The module adding ``zoo check``: ``zoo.factory.check_cli`` once it exists, else None (then
+    ``check`` is handed its arguments unparsed, as :func:`zoo.factory.check.main` takes them)."""
+    if importlib.util.find_spec("zoo.factory.check_cli") is None:
+        return None
+    return importlib.import_module("zoo.factory.check_cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``zoo`` parser: list, export, build and check."""
+    parser = argparse.ArgumentParser(
+        prog="zoo", description="Reference models (list, export), the factory that chooses one for "
+                                "a task, data and machine (build), and the design audit (check).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    zoo_cli.add_subparser(sub)
+    add_subparser(sub)
+    check_cli = _check_module()
+    if check_cli is not None:
+        check_cli.add_subparser(sub)
+    else:
+        sub.add_parser("check", add_help=False,
+                       help="audit a model against the design principles (zoo check -h)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``zoo ARGV...``; returns the exit status (2 for bad input, with a one-line message)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["check"] and _check_module() is None:  # until check_cli exists
+        from . import check
+
+        return check.main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as exc:  # bad input and BudgetError: a clear message, no traceback
+        print(f"zoo {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

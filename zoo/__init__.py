@@ -33,7 +33,9 @@ _EXPORTS = {
     "scale_width": "zoo.scaling",
     "export_onnx": "zoo.onnx_export",
     "read_onnx_metadata": "zoo.onnx_export",
+    "model_from": "zoo.resolve",
     "build": "zoo.factory.builder",
+    "main": "zoo.factory.cli",  # the `zoo` command (python -m zoo), assembled by the factory
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,5 +1,7 @@
+"""``python -m zoo``: the ``zoo`` command, handed over through the facade (:data:`zoo._EXPORTS`
+maps ``main`` to :func:`zoo.factory.cli.main`, the layer that assembles every command)."""
 import sys
 
-from .cli import main
+import zoo
 
-sys.exit(main())
+sys.exit(zoo.main())

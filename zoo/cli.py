@@ -1,15 +1,16 @@
-"""The ``zoo`` command: ``zoo list``, ``zoo export``, ``zoo build``, ``zoo check``.
+"""The zoo's own commands, ``zoo list`` and ``zoo export``, as sub-parsers.
 
-``build`` and ``check`` are the factory's, imported only when that subcommand runs (zoo never
-imports factory at import time).
+The ``zoo`` command is one parser assembled in the layer above (:func:`zoo.factory.cli.main`, with
+``build`` and ``check``); this module only adds its sub-parsers (:func:`add_subparser`) and never
+imports the factory. Each sub-parser sets ``func(args) -> int``.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from .registry import create, get_entry, list_models
+from .resolve import model_from, parse_overrides
 
 
 def _count_params(name: str) -> int:
@@ -35,49 +36,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_value(text: str):
-    """``--arg`` value: a JSON literal (``3``, ``0.5``, ``true``, ``null``, ``[1, 2]``), Python's
-    ``True``/``False``/``None``, or else the string itself."""
-    python_literals = {"True": True, "False": False, "None": None}
-    if text in python_literals:
-        return python_literals[text]
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _parse_overrides(pairs: list[str]) -> dict:
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--arg {pair!r} is not accepted: expected KEY=VALUE, e.g. --arg width_mult=0.5")
-        overrides[key.strip()] = _parse_value(value.strip())
-    return overrides
-
-
 def _model_for_export(args: argparse.Namespace):
-    """The model ``zoo export`` writes: a zoo file loaded, or a registry name built."""
-    from pathlib import Path
-
-    from .io import load
-
-    overrides = _parse_overrides(args.arg)
+    """The model ``zoo export`` writes: NAME_OR_FILE with ``--arg``/``--num-classes``/``--img-size``."""
+    overrides = parse_overrides(args.arg)
     if args.num_classes is not None:
         overrides["num_classes"] = args.num_classes
     if args.img_size is not None:
         overrides["img_size"] = args.img_size
-    source = args.model
-    if source in list_models():
-        return create(source, **overrides)
-    if Path(source).is_file() or source.endswith(".safetensors"):
-        if overrides:
-            raise ValueError(f"{', '.join(sorted(overrides))} cannot be changed for a saved model "
-                             f"({source}): its architecture is fixed by the weights in the file")
-        return load(source)
-    get_entry(source)  # raises ValueError naming close registry names
-    raise AssertionError("unreachable")
+    return model_from(args.model, **overrides)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -94,13 +60,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zoo", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_list_subparser(sub) -> None:
+    """``zoo list [PATTERN] [--json]``."""
     p = sub.add_parser("list", help="registered models with their parameter counts")
     p.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. 'resnet*'")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
+
+
+def add_export_subparser(sub) -> None:
+    """``zoo export NAME_OR_FILE --out PATH [...]``."""
     p = sub.add_parser("export", help="write a registry model or a saved .safetensors model as ONNX",
                        description="Export a model to one self-contained ONNX file (Conv+BN folded, "
                                    "config in its metadata), written atomically.")
@@ -117,32 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
                    help="any other builder argument, repeatable: --arg width_mult=0.5 --arg depth_mult=2")
     p.set_defaults(func=cmd_export)
-    # `zoo build` belongs to the factory (a layer above); main() hands its arguments over unparsed.
-    sub.add_parser("build", add_help=False,
-                   help="choose the largest model fitting task, data and budgets (zoo build -h)")
-    sub.add_parser("check", add_help=False,
-                   help="audit a model against the design principles (zoo check -h)")
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["build"]:
-        from zoo.factory.cli import main as build_main  # lazy: the factory sits above zoo
-
-        return build_main(argv[1:])
-    if argv[:1] == ["check"]:
-        from zoo.factory.check import main as check_main  # lazy, as build
-
-        return check_main(argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except ValueError as exc:  # bad input: a clear message, no traceback
-        print(f"zoo {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def add_subparser(sub) -> None:
+    """Add ``list`` and ``export`` to ``sub`` (an ``argparse`` sub-parsers action)."""
+    add_list_subparser(sub)
+    add_export_subparser(sub)

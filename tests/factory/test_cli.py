@@ -8,7 +8,7 @@ import pytest
 
 import zoo
 from zoo.factory.spec import ModelSpec
-from zoo.cli import main as zoo_main
+from zoo.factory.cli import main as zoo_main
 
 ARGS = ["build", "tabular-classification", "--n-samples", "5000", "--vram-gb", "1",
         "--latency-ms", "none", "--input-shape", "16", "--num-classes", "3", "--quiet"]

@@ -186,7 +186,7 @@ def test_read_metadata_rejects_foreign_files(tmp_path):
 # --- `zoo export` ----------------------------------------------------------------------------
 
 def test_cli_exports_a_registry_name_with_overrides(tmp_path, capsys):
-    from zoo.cli import main
+    from zoo.factory.cli import main
 
     out = tmp_path / "m.onnx"
     rc = main(["export", "mlp", "--out", str(out), "--num-classes", "3", "--arg", "hidden=32",
@@ -198,7 +198,7 @@ def test_cli_exports_a_registry_name_with_overrides(tmp_path, capsys):
 
 
 def test_cli_exports_a_saved_file(tmp_path):
-    from zoo.cli import main
+    from zoo.factory.cli import main
 
     model = build_small("mlp").eval()
     zoo.save(model, tmp_path / "m.safetensors")
@@ -218,7 +218,7 @@ def test_cli_exports_a_saved_file(tmp_path):
     (["export", "missing.safetensors"], "no such file"),
 ])
 def test_cli_errors_are_clear(argv, message, tmp_path, capsys):
-    from zoo.cli import main
+    from zoo.factory.cli import main
 
     assert main(argv + ["--out", str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err
@@ -227,7 +227,7 @@ def test_cli_errors_are_clear(argv, message, tmp_path, capsys):
 
 
 def test_cli_refuses_overrides_for_a_saved_file(tmp_path, capsys):
-    from zoo.cli import main
+    from zoo.factory.cli import main
 
     zoo.save(build_small("mlp"), tmp_path / "m.safetensors")
     assert main(["export", str(tmp_path / "m.safetensors"), "--out", str(tmp_path / "m.onnx"),
