@@ -34,6 +34,10 @@ _EXPORTS = {
     "export_onnx": "zoo.onnx_export",
     "read_onnx_metadata": "zoo.onnx_export",
     "model_from": "zoo.resolve",
+    "fit": "zoo.fit",
+    "History": "zoo.history",
+    "compare": "zoo.compare",
+    "Comparison": "zoo.compare",
     "build": "zoo.factory.builder",
     "main": "zoo.factory.cli",  # the `zoo` command (python -m zoo), assembled by the factory
 }
