@@ -18,6 +18,13 @@ here either: resnet18 eager stayed at 14 ms before and after two exports, torch 
 ``torch.export`` specialises dimensions of size 1, so the example traced has batch >= 2 whenever
 the batch is dynamic (a batch-1 example froze an LSTM's batch dimension).
 
+Export cost independent of the data's size: every ``nn.LSTM`` of the export copy is swapped for
+:class:`zoo.onnx_ops.ExportLSTM`, one custom operator translated to ONNX ``LSTM`` nodes
+(``torch.export`` otherwise ran PyTorch's LSTM decomposition step by step on fake tensors just to
+find the output shapes: 11 s at 50 steps, 54 s at 400). Sequence models get a dynamic time axis
+besides the batch, so one file serves every length; graph models' node and edge axes are
+dynamic. ``zoo-bench export`` measures the export times; the graphs do not grow with the length.
+
 Metadata (``metadata_props``, all strings): ``zoo.format``, ``zoo.config`` and ``zoo.spec`` (JSON,
 as in safetensors files, from :func:`zoo.io.model_metadata`), plus ``zoo.inputs`` — a JSON list of
 ``{"name", "shape", "dtype", "high"}`` for each input at the export example's size (``high``: for
@@ -40,6 +47,7 @@ import torch.nn as nn
 from .atomic import atomic_path
 from .errors import ModelFileError
 from .io import model_metadata
+from .onnx_ops import TRANSLATIONS, swap_lstms
 
 # Protobuf cannot serialise a single message of 2 GiB or more; bigger models need external data.
 _PROTOBUF_LIMIT = 2**31 - 1
@@ -53,13 +61,19 @@ def dynamic_axes_for(model: nn.Module) -> dict[str, dict[int, str]]:
     A model may declare its own (``model.onnx_dynamic_axes``); otherwise every input's first axis
     is the batch, except graph models (``input_kind == "graph"``), whose node features vary in
     the number of nodes (axis 0) and whose ``edge_index`` (2, E) varies in the number of edges.
+    Sequence models (``input_kind == "sequence"``, ``seq_len >= 2``) vary in the batch (axis 0)
+    and the time (axis 1): one file runs any length up to the model's ``seq_len`` (the LSTM's
+    file any length at all; see :func:`export_onnx`).
     """
     declared = getattr(model, "onnx_dynamic_axes", None)
     if declared is not None:
         return {str(k): {int(a): str(d) for a, d in v.items()} for k, v in declared.items()}
     names = tuple(model.input_names)
-    if _input_kind(model) == "graph":
+    kind = _input_kind(model)
+    if kind == "graph":
         return {n: ({1: "edges"} if n == "edge_index" else {0: "nodes"}) for n in names}
+    if kind == "sequence" and getattr(model, "seq_len", 0) >= 2:  # length 1 would be specialised
+        return {n: {0: "batch", 1: "time"} for n in names}
     return {n: {0: "batch"} for n in names}
 
 
@@ -144,8 +158,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, batch_size: int = 
     if axes:
         dims: dict[str, torch.export.Dim] = {}
         dynamic_shapes = tuple(
-            {a: dims.setdefault(d, torch.export.Dim(d)) for a, d in axes.get(n, {}).items()} or None
+            {a: dims.setdefault(d, _dim(net, d)) for a, d in axes.get(n, {}).items()} or None
             for n in input_names)
+    swap_lstms(net)  # nn.LSTM -> one custom operator: a trace cost independent of the length
 
     program = _dynamo_export(net, inputs, input_names, output_names, dynamic_shapes, opset)
     proto = program.model_proto
@@ -165,6 +180,15 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, batch_size: int = 
     return target
 
 
+def _dim(net: nn.Module, name: str) -> "torch.export.Dim":
+    """The symbolic dimension ``name``; ``time`` is traced over ``[1, seq_len]``, the lengths the
+    model accepts (a Transformer's position table is ``seq_len`` long). The ONNX file itself
+    records only a symbolic size: its LSTM runs longer sequences too."""
+    if name == "time" and isinstance(getattr(net, "seq_len", None), int):
+        return torch.export.Dim(name, min=1, max=max(2, net.seq_len))
+    return torch.export.Dim(name)
+
+
 def _dynamo_export(net, inputs, input_names, output_names, dynamic_shapes, opset):
     """``torch.onnx.export(dynamo=True)`` with its progress chatter silenced."""
     quiet = [logging.getLogger(n) for n in ("onnxscript", "onnx_ir", "torch.onnx", "torch.export")]
@@ -177,7 +201,7 @@ def _dynamo_export(net, inputs, input_names, output_names, dynamic_shapes, opset
             program = torch.onnx.export(
                 net, inputs, None, dynamo=True, verbose=False, input_names=input_names,
                 output_names=output_names, dynamic_shapes=dynamic_shapes, opset_version=opset,
-                external_data=False, optimize=True)
+                external_data=False, optimize=True, custom_translation_table=TRANSLATIONS)
     except Exception as exc:  # torch.export / translation errors: name the model and the cause
         raise RuntimeError(f"ONNX export of {net.config.get('name', type(net).__name__)} failed: "
                            f"{type(exc).__name__}: {exc}") from exc
