@@ -14,18 +14,20 @@ import argparse
 import importlib
 import sys
 
-SUITES = ("models", "kernels", "memory", "build")
+SUITES = ("models", "kernels", "memory", "build", "learn", "export")
 DESCRIPTIONS = {
     "models": "per registered model: params, FLOPs, eager vs ONNX Runtime latency, timm twins, BN folding",
     "kernels": "each kernel vs its reference twin and the library users would otherwise use",
     "memory": "training-memory estimate vs measured peak",
     "build": "zoo build timings",
+    "export": "zoo.export_onnx time per model (cold and warm) and vs sequence length / edge count",
+    "learn": "learning curves on real offline data sets: score vs parameters per n, trained by zoo.fit",
 }
 
 
 def _load_suite(name: str):
     """The suite module, or None when it does not exist (yet). Other import errors propagate."""
-    module = f"benchmarks.suite_{name}"
+    module = f"zoo.benchmarks.suite_{name}"
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:

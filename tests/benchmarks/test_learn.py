@@ -1,0 +1,127 @@
+"""zoo-bench learn: a tiny real run writes valid JSON and a PNG; the issue-8 tables aggregate
+seeds and choose each family's multiplier on validation; bad input exits 2 with a message."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from zoo.benchmarks import learn_report as R
+from zoo.benchmarks import suite_learn as S
+from zoo.benchmarks.cli import main
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _run(tmp_path, *extra):
+    out = tmp_path / "learn.json"
+    code = main(["learn", "--json", str(out), "--sizes", "largest", "--epochs", "2", *extra])
+    return code, out
+
+
+def test_tiny_run_writes_json_plot_and_tables(tmp_path, capsys):
+    code, out = _run(tmp_path, "--datasets", "iris", "--candidates", "linear-x1,mlp-x0.125", "--seeds", "2")
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "iris: tabular classification" in text and "issue 8, stems" in text
+    payload = json.loads(out.read_text())
+    assert payload["suite"] == "learn"
+    assert payload["runtime"]["device"] and payload["runtime"]["bench_threads"] >= 1
+    assert payload["runtime"]["versions"]["torch"]
+    res = payload["results"]
+    assert res["seeds"] == [0, 1] and res["budgets"]["epochs"] == 2 and res["budgets"]["time_budget_s"] > 0
+    iris = res["datasets"]["iris"]
+    assert iris["source"] == "scikit-learn: sklearn.datasets.load_iris" and iris["sizes"] == [105]
+    runs = res["runs"]
+    assert sorted((r["candidate"], r["seed"]) for r in runs) == [
+        ("linear-x1", 0), ("linear-x1", 1), ("mlp-x0.125", 0), ("mlp-x0.125", 1)]
+    for r in runs:
+        assert "error" not in r, r
+        assert r["n"] == 105 and r["metric"] == "accuracy" and 0.0 <= r["test_score"] <= 1.0
+        assert r["params"] == 15 if r["model"] == "linear" else r["params"] > 15  # 4 features x 3 + 3
+        assert 1 <= r["epochs_run"] <= 2 and r["seconds_per_epoch"] > 0
+        assert r["best_epoch"] is None or 1 <= r["best_epoch"] <= r["epochs_run"]
+    png = out.with_name("learn_plots") / "iris.png"
+    assert png.read_bytes()[:8] == PNG
+    # --tables re-reads the JSON without training
+    assert main(["learn", "--json", str(out), "--tables"]) == 0
+    assert "linear-x1" in capsys.readouterr().out
+
+
+def test_graph_run_scores_test_nodes(tmp_path):
+    code, out = _run(tmp_path, "--datasets", "karate_club", "--candidates", "gcn-x0.5,linear-x1",
+                     "--seeds", "1")
+    assert code == 0
+    runs = json.loads(out.read_text())["results"]["runs"]
+    assert {r["candidate"] for r in runs} == {"gcn-x0.5", "linear-x1"}
+    for r in runs:
+        assert "error" not in r, r
+        # 18 test nodes: every accuracy is a multiple of 1/18
+        assert math.isclose(r["test_score"] * 18, round(r["test_score"] * 18), abs_tol=1e-6)
+
+
+def test_resume_keeps_finished_runs(tmp_path):
+    code, out = _run(tmp_path, "--datasets", "iris", "--candidates", "linear-x1", "--seeds", "1")
+    assert code == 0
+    first = json.loads(out.read_text())["results"]["runs"]
+    code, _ = _run(tmp_path, "--datasets", "iris", "--candidates", "linear-x1", "--seeds", "1", "--resume")
+    assert code == 0 and json.loads(out.read_text())["results"]["runs"] == first
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--candidates", "nothing-*", "--datasets", "iris"], "matches no candidate"),
+    (["--datasets", "iris,nope"], "--datasets='nope' is not accepted"),
+    (["--epochs", "0", "--datasets", "iris"], "--epochs=0 is not accepted"),
+    (["--tables"], "no such file"),
+])
+def test_bad_input_exits_2(tmp_path, capsys, argv, message):
+    assert main(["learn", "--json", str(tmp_path / "missing.json"), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def _runs(dataset, candidate, model, scores, *, val=None, stem=None, view="native", n=100):
+    return [{"dataset": dataset, "n": n, "candidate": candidate, "model": model, "family": model,
+             "width_mult": 1.0, "stem": stem, "view": view, "seed": i, "metric": "accuracy",
+             "test_score": s, "val_score": val if val is not None else s, "params": 1000,
+             "seconds_per_epoch": 0.1, "best_epoch": 3, "epochs_run": 5} for i, s in enumerate(scores)]
+
+
+def test_stem_table_compares_twins_at_the_largest_n():
+    runs = (_runs("digits", "resnet18-x0.25-small", "resnet18", [0.90, 0.94], stem="small")
+            + _runs("digits", "resnet18-x0.25-imagenet", "resnet18", [0.50, 0.60], stem="imagenet")
+            + _runs("digits", "resnet18-x0.25-imagenet", "resnet18", [0.99], stem="imagenet", n=10))
+    datasets = {"digits": {"kind": "image", "input_shape": [1, 8, 8]}}
+    (row,) = R.stem_table(R.summarize(runs), datasets)
+    assert row["n"] == 100 and row["input"] == "8x8"
+    assert row["gap_points"] == pytest.approx(100 * (0.92 - 0.55))
+    assert row["small"] == "92.0 [90.0-94.0]" and row["small_wins"] is True
+
+
+def test_series_table_chooses_multiplier_on_validation():
+    runs = (_runs("gunpoint", "tcn-x0.5", "tcn", [0.80], val=0.9)
+            + _runs("gunpoint", "tcn-x1", "tcn", [0.95], val=0.7)
+            + _runs("gunpoint", "lstm-x1", "lstm", [0.50])
+            + _runs("gunpoint", "mlp-x1", "mlp", [0.81], view="flat"))
+    datasets = {"gunpoint": {"kind": "sequence", "length": "long", "task": "classification",
+                             "input_shape": [150, 1]}}
+    (row,) = R.series_table(R.summarize(runs), datasets)
+    assert "(tcn-x0.5)" in row["tcn"]
+    assert row["tcn_minus_lstm"] == pytest.approx(30.0) and row["tcn_minus_mlp"] == pytest.approx(-1.0)
+    assert row["tcn_beats_lstm"] is True and row["tcn_within_2_of_mlp"] is True
+
+
+def test_summarize_counts_failures_apart():
+    runs = _runs("iris", "mlp-x1", "mlp", [0.9, 0.7])
+    runs.append(dict(runs[0], seed=2, error="RuntimeError: boom"))
+    (s,) = R.summarize(runs)
+    assert s["seeds"] == 2 and s["errors"] == 1 and s["score"] == pytest.approx(0.8)
+
+
+def test_candidates_cover_each_kind_and_filter_by_pattern():
+    image = {c.label for c in S.candidates("image")}
+    assert {"resnet18-x0.25-small", "resnet18-x0.25-imagenet", "mobilenetv2-x0.35-small",
+            "mobilenetv2-x0.35-imagenet"} <= image
+    assert {c.name for c in S.candidates("sequence")} >= {
+        "tcn", "lstm", "transformer", "mlp"}
+    assert [c.label for c in S.candidates("graph", pattern="gcn-*")] == ["gcn-x0.5", "gcn-x1", "gcn-x2"]
