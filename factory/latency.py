@@ -31,9 +31,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from zoo import validation
+
 from .timing import Timing, library_versions, physical_cores, time_callable, torch_threads
 
-PROVIDERS = ("cpu", "cuda")
 _PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 _SUBPROCESS_TIMEOUT_S = 600
 
@@ -66,16 +67,10 @@ class LatencyResult:
         return Timing(self.median_ms, self.p90_ms, self.min_ms, self.max_ms, self.mean_ms, self.runs)
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}={value!r} is not accepted: expected an integer >= {minimum}")
-
-
 def _resolve_threads(threads) -> int:
     if threads is None:
         return physical_cores()
-    _check_int("threads", threads, 1)
-    return threads
+    return validation.positive_int("threads", threads)
 
 
 def measure_latency(model_or_onnx_path, *, batch_size: int = 1, provider: str = "cpu",
@@ -98,9 +93,9 @@ def measure_latency(model_or_onnx_path, *, batch_size: int = 1, provider: str = 
     """
     from zoo.factory._ort_timer import check_provider
 
-    _check_int("batch_size", batch_size, 1)
-    _check_int("warmup", warmup, 0)
-    _check_int("runs", runs, 1)
+    validation.positive_int("batch_size", batch_size)
+    validation.non_negative_int("warmup", warmup)
+    validation.positive_int("runs", runs)
     check_provider(provider)
     threads = _resolve_threads(threads)
     if isinstance(model_or_onnx_path, nn.Module):
@@ -172,8 +167,8 @@ def measure_eager_latency(model: nn.Module, inputs, *, warmup: int = 10, runs: i
     inputs = tuple(inputs)
     if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
         raise ValueError("inputs is not accepted: expected a tensor or a non-empty tuple of tensors")
-    _check_int("warmup", warmup, 0)
-    _check_int("runs", runs, 1)
+    validation.non_negative_int("warmup", warmup)
+    validation.positive_int("runs", runs)
     threads = _resolve_threads(threads)
     names = list(getattr(model, "input_names", ()))[:len(inputs)]
     names += [f"input{i}" for i in range(len(names), len(inputs))]

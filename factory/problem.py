@@ -116,8 +116,8 @@ def _requested(requested: list, kind: str, allowed: list[str], n_samples: int) -
     aliases = {k: {k, c.registry, zoo.get_entry(c.registry).family} for k, c in here.items()}
     names = sorted(set().union(*aliases.values()))
     keys: list[str] = []
-    for name in requested:
-        validation.string("families", name)
+    for i, name in enumerate(requested):
+        validation.string(f"families[{i}]", name)
         match = [k for k, names_k in aliases.items() if name in names_k]
         if not match:
             raise ValueError(f"families={requested!r} is not accepted: expected names of {kind} "

@@ -98,6 +98,9 @@ class ModelSpec:
             reasons.insert(0, "device='cuda' but this onnxruntime has no CUDA provider: latency "
                               "was measured on the CPU provider")
         reasons += list(result.reasons)
+        if chosen.memory.trace == "lower-bound":
+            reasons.append("training memory is a floor (weights, optimizer state, one batch of "
+                           "inputs), not traced: a step this large is not profiled here")
         if chosen.latency is None and chosen.latency_bound is None:
             reasons.append("no latency budget: latency not measured (zoo.export_onnx + "
                            "zoo.factory.latency.measure_latency measure it)")

@@ -54,7 +54,8 @@ class InputKind:
         if input_shape is None and self.default_shape is not None:
             return self.default_shape
         minimum = self.min_shape or (1,) * self.rank
-        doc = f"{self.shape_doc} ({self.rank} integers in 1..{MAX_DIM}{self.limits_doc})"
+        count = f"{self.rank} integers" if self.rank > 1 else "an integer"
+        doc = f"{self.shape_doc} ({count} in 1..{MAX_DIM}{self.limits_doc})"
         try:
             shape = validation.shape("input_shape", input_shape, ndim=self.rank, maximum=MAX_DIM)
             for axis, low in enumerate(minimum):
