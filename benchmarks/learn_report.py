@@ -154,7 +154,8 @@ def print_all(results: dict, file=None) -> None:
     datasets = results["datasets"]
     print_summary(summary, datasets, file=file)
     b = results.get("budgets", {})
-    print(f"\nissue 8, stems: same zoo.fit budget ({b.get('epochs')} epochs or {b.get('time_budget_s')} s), "
+    epochs = b.get("epochs") or "fit's default"
+    print(f"\nissue 8, stems: same zoo.fit budget ({epochs} epochs or {b.get('time_budget_s')} s), "
           f"seeds {results.get('seeds')}, largest n; accuracy % mean [min-max]", file=file)
     stems = stem_table(summary, datasets)
     if stems:
