@@ -75,7 +75,7 @@ class Problem:
             num_classes = validation.integer("num_classes", num_classes, minimum=2,
                                              maximum=MAX_CLASSES)
         else:
-            num_classes = validation.choice("num_classes", num_classes, (None, 1)) or 1
+            num_classes = int(validation.choice("num_classes", num_classes, (None, 1)) or 1)
         batch_size = kind.batch(batch_size)
         optimizer = validation.choice("optimizer", optimizer, tuple(OPTIMIZERS))
         dtype = str(validation.dtype("dtype", dtype) or torch.float32).split(".")[-1]
