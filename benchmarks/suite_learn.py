@@ -72,12 +72,19 @@ QUICK_CANDIDATES = {
 }
 
 
-def candidates(kind: str, *, quick: bool = False, pattern: str | None = None) -> list[Candidate]:
+MAX_ATTENTION_LEN = 512  # the transformer's (B, heads, T, T) attention on longer series: memory
+
+
+def candidates(kind: str, *, quick: bool = False, pattern: str | None = None,
+               seq_len: int | None = None) -> list[Candidate]:
     """The candidates for a data set of ``kind``; ``pattern``: comma-separated shell patterns of
-    labels (e.g. ``"linear*,mlp-x0.5"``), keeping those matching any."""
+    labels (e.g. ``"linear*,mlp-x0.5"``), keeping those matching any. Series longer than
+    :data:`MAX_ATTENTION_LEN` (``seq_len``) leave the transformer out (its attention is O(T^2))."""
     import fnmatch
 
     chosen = (QUICK_CANDIDATES if quick else CANDIDATES)[kind]
+    if seq_len is not None and seq_len > MAX_ATTENTION_LEN:
+        chosen = [c for c in chosen if c.name != "transformer"]
     if pattern:
         pats = [p.strip() for p in pattern.split(",") if p.strip()]
         chosen = [c for c in chosen if any(fnmatch.fnmatchcase(c.label, p) for p in pats)]
@@ -271,6 +278,10 @@ def _payload_results(settings: dict, rows: list[dict]) -> dict:
             "runs": rows}
 
 
+def _seq_len(info: D.DatasetInfo) -> int | None:
+    return info.input_shape[0] if info.kind == "sequence" else None
+
+
 def _sizes(info: D.DatasetInfo, which: str) -> list[int]:
     sizes = D.train_sizes(info)
     return sizes[-1:] if which == "largest" else sizes
@@ -301,7 +312,8 @@ def run(args: argparse.Namespace) -> int:
                 if "error" not in r}
     plan = [(name, n, cand, seed) for name in settings["datasets"]
             for n in _sizes(D.DATASETS[name], settings["sizes"])
-            for cand in candidates(D.DATASETS[name].kind, quick=args.quick, pattern=args.candidates)
+            for cand in candidates(D.DATASETS[name].kind, quick=args.quick, pattern=args.candidates,
+                                   seq_len=_seq_len(D.DATASETS[name]))
             for seed in settings["seeds"]]
     if not plan:
         raise ValueError(f"--candidates={args.candidates!r} matches no candidate of the chosen data sets")

@@ -125,3 +125,5 @@ def test_candidates_cover_each_kind_and_filter_by_pattern():
     assert {c.name for c in S.candidates("sequence")} >= {
         "tcn", "lstm", "transformer", "mlp"}
     assert [c.label for c in S.candidates("graph", pattern="gcn-*")] == ["gcn-x0.5", "gcn-x1", "gcn-x2"]
+    assert "transformer" in {c.name for c in S.candidates("sequence", seq_len=S.MAX_ATTENTION_LEN)}
+    assert "transformer" not in {c.name for c in S.candidates("sequence", seq_len=S.MAX_ATTENTION_LEN + 1)}
