@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 from safetensors import safe_open
-from safetensors.torch import save_file
+import safetensors.torch
 
 from . import validation
 from .atomic import atomic_path
@@ -43,6 +44,49 @@ def model_metadata(model: nn.Module) -> dict[str, str]:
     if spec is not None:
         meta["zoo.spec"] = spec
     return meta
+
+
+# safetensors' dtype names -> torch dtypes (those a zoo model's state can hold).
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
+           "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32, "I16": torch.int16,
+           "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def save_file(tensors: dict[str, torch.Tensor], filename: str | os.PathLike,
+              metadata: dict[str, str] | None = None) -> None:
+    """Write ``tensors`` (contiguous, CPU) to exactly ``filename`` in the safetensors format.
+
+    Why not ``safetensors.torch.save_file``: since safetensors 0.8 it writes a ``.tmpXXXXXX`` file
+    beside the given name and renames it, so a writer killed mid-write leaves a file named after
+    nothing (issue 7). Format: 8-byte little-endian header length ``n``; ``n`` bytes of JSON
+    ``{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}`` padded with
+    spaces to a multiple of 8; then each tensor's bytes, contiguous from offset 0, largest element
+    size first (so every tensor is aligned). Tensors are streamed one at a time: no second copy of
+    the weights in memory. Big-endian machines and dtypes outside the table fall back to
+    ``safetensors.torch.save`` (one in-memory copy).
+    """
+    names = {d: n for n, d in _DTYPES.items()}
+    if sys.byteorder != "little" or any(t.dtype not in names for t in tensors.values()):
+        Path(filename).write_bytes(safetensors.torch.save(tensors, metadata=metadata))
+        return
+    order = sorted(tensors, key=lambda k: (-tensors[k].element_size(), k))
+    header: dict = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for k in order:
+        t = tensors[k]
+        nbytes = t.numel() * t.element_size()
+        header[k] = {"dtype": names[t.dtype], "shape": list(t.shape),
+                     "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    with open(filename, "wb") as fh:
+        fh.write(len(text).to_bytes(8, "little"))
+        fh.write(text)
+        for k in order:
+            t = tensors[k].detach().to("cpu").contiguous()
+            if t.numel():
+                fh.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
 
 
 def save(model: nn.Module, path: str | os.PathLike) -> Path:
@@ -97,12 +141,6 @@ def _json_object(path: str, meta: dict[str, str], key: str) -> dict:
         raise ModelFileError(f"{path}: metadata {key!r} is not accepted: expected a JSON object, "
                              f"got {type(value).__name__}")
     return value
-
-
-# safetensors' dtype names -> torch dtypes (those a zoo model's state can hold).
-_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
-           "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32, "I16": torch.int16,
-           "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
 
 
 def _header(path: str) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
