@@ -233,3 +233,24 @@ def test_cli_refuses_overrides_for_a_saved_file(tmp_path, capsys):
     assert main(["export", str(tmp_path / "m.safetensors"), "--out", str(tmp_path / "m.onnx"),
                  "--num-classes", "3"]) == 2
     assert "cannot be changed for a saved model" in capsys.readouterr().err
+
+
+SMALL_STEM_MODELS = ["resnet18", "resnet50", "seresnet18", "mobilenetv2", "inception"]
+
+
+@pytest.mark.parametrize("name", SMALL_STEM_MODELS)
+def test_small_stem_onnx_runtime_equals_pytorch(name, tmp_path):
+    model = build_small(name, stem="small", img_size=32)
+    _randomise_norm_stats(model)
+    model.eval()
+    path = zoo.export_onnx(model, tmp_path / f"{name}.onnx")
+    assert read_onnx_metadata(path)["config"]["stem"] == "small"
+    sess = _session(path)
+    for batch in (1, 4):
+        (x,) = model.example_inputs(batch_size=batch)
+        with torch.no_grad():
+            want = model(x).numpy()
+        got = sess.run(None, {"x": x.numpy()})[0]
+        assert got.shape == want.shape
+        err = _rel_err(got, want)
+        assert err <= RTOL, f"{name} stem='small': ONNX Runtime vs PyTorch relative error {err:.2e}"
