@@ -19,12 +19,19 @@ Rank 0 prints one JSON line: ``{"world": N, "ranks": [per-rank dicts], "losses":
 """
 from __future__ import annotations
 
-import ctypes
 import gc
 import json
 import sys
 
-from zoo.factory.memprobe import _status
+
+
+def _status(key: str) -> int:
+    """A ``/proc/self/status`` field in bytes (``VmRSS``, ``VmHWM``)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {key}")
 
 
 def _held_bytes(model) -> int:
@@ -39,12 +46,6 @@ def _held_bytes(model) -> int:
     return total
 
 
-def _trim() -> None:
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)   # give freed heap pages back before the reset
-    except OSError:
-        pass
 
 
 def _graph_batch(graphs, indices):
@@ -112,7 +113,7 @@ def memory(req: dict) -> dict:
 
     import zoo
     from zoo import distributed as zd
-    from zoo.factory.estimators import make_inputs, make_loss, make_optimizer
+    from zoo.factory.train_step import make_inputs, make_loss, make_optimizer
 
     world, steps = zd.world_size(), int(req["steps"])
     local = int(req["batch_size"]) // world
@@ -120,14 +121,15 @@ def memory(req: dict) -> dict:
     model = zoo.from_config(req["config"]).train()
     if req["strategy"] == "fsdp":
         model = zd.wrap(model, "fsdp")
-    _trim()
+    gc.collect()
+    # The optimizer before the reset, as memprobe (its first construction imports torch._dynamo).
+    opt = make_optimizer(req.get("optimizer", "adam"), list(model.parameters()))
     held = _held_bytes(model)
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")
     before = _status("VmRSS")
     if req["strategy"] == "ddp":
         model = zd.wrap(model, "ddp")
-    opt = make_optimizer(req.get("optimizer", "adam"), model.parameters())
     inner = zd.unwrap(model)
     for _ in range(steps):
         inputs = make_inputs(inner, local, req.get("input_kwargs"))

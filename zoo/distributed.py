@@ -89,6 +89,7 @@ def setup(backend: str | None = None) -> tuple[int, int]:
 def teardown() -> None:
     """Destroy the process group if :func:`setup` created it."""
     if _OWNED["group"] and is_initialized():
+        dist.barrier()   # no rank tears Gloo down while another still talks to it
         dist.destroy_process_group()
     _OWNED["group"] = False
 
