@@ -34,11 +34,13 @@ _EXPORTS = {
     "export_onnx": "zoo.onnx_export",
     "read_onnx_metadata": "zoo.onnx_export",
     "model_from": "zoo.resolve",
-    "fit": "zoo.fit",
+    # Never a module named like its function: importing zoo.fit would rebind zoo.fit to it.
+    "fit": "zoo.training",
     "History": "zoo.history",
-    "compare": "zoo.compare",
-    "Comparison": "zoo.compare",
+    "compare": "zoo.comparison",
+    "Comparison": "zoo.comparison",
     "build": "zoo.factory.builder",
+    "check": "zoo.factory.check",
     "main": "zoo.factory.cli",  # the `zoo` command (python -m zoo), assembled by the factory
 }
 

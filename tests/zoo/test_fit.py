@@ -306,7 +306,7 @@ def test_bad_graph_data_is_named():
 
 
 def test_defaults_follow_the_data():
-    from zoo.fit import default_batch_size, default_epochs, schedule
+    from zoo.training import default_batch_size, default_epochs, schedule
 
     assert [default_batch_size(n) for n in (10, 400, 1600, 10**6)] == [10, 16, 32, 256]
     assert default_epochs(1) == 200 and default_epochs(10**5) == 10 and default_epochs(40) == 50

@@ -1,4 +1,4 @@
-"""``zoo.compare``: the seed's "start simple" rule as a command.
+"""``zoo.compare``: the seed's "start simple" rule as a command (module ``zoo.comparison``).
 
 The seed's checklist: "Benchmark against baselines - Compare to simple model (linear, small MLP) -
 Ensure complexity adds value (% improvement > 5%)". :func:`compare` trains the linear baseline, a
@@ -28,7 +28,7 @@ import torch.nn as nn
 
 from . import validation as V
 from .data import Graph, prepare
-from .fit import _probe, fit
+from .training import _probe, fit
 from .history import History, new_figure, save_png
 
 THRESHOLD = 0.05        # points of accuracy / R^2 (see the module docstring)

@@ -1,4 +1,5 @@
-"""``zoo.fit``: the reference training recipe, one for every task the zoo serves.
+"""``zoo.fit``: the reference training recipe, one for every task the zoo serves. (The module is
+``zoo.training``: a submodule named ``fit`` would replace the function on the package once imported.)
 
 The recipe (each default is chosen from the data and the model, and can be overridden):
 
