@@ -78,10 +78,14 @@ class Samples:
         return (self.X[:1],)
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Batch]:
-        """Batches in a random order drawn from ``generator`` (None: in order, for evaluation)."""
+        """Batches in a random order drawn from ``generator`` (None: in order, for evaluation).
+
+        A shuffled epoch leaves out a last batch of one sample (a different one each epoch): batch
+        norm cannot train on a single sample."""
         n = len(self)
         order = torch.randperm(n, generator=generator) if generator is not None else None
-        for start in range(0, n, batch_size):
+        stop = n - 1 if order is not None and n > 1 and n % batch_size == 1 else n
+        for start in range(0, stop, batch_size):
             if order is None:
                 yield (self.X[start:start + batch_size],), self.y[start:start + batch_size], None
             else:
@@ -89,7 +93,9 @@ class Samples:
                 yield (self.X[idx],), self.y[idx], None
 
     def steps(self, batch_size: int) -> int:
-        return -(-len(self) // batch_size)
+        """Training steps per epoch (see :meth:`batches`)."""
+        n = len(self)
+        return -(-(n - 1 if n > 1 and n % batch_size == 1 else n) // batch_size)
 
 
 @dataclass

@@ -40,14 +40,19 @@ The recipe (each default is chosen from the data and the model, and can be overr
   the validation split: two runs with the same model, data and seed give the same history and
   weights (on the same machine; a time budget makes the stopping point depend on the clock).
 
-The loop is kept in small parts a data-parallel run replaces one by one: the order of samples
-(:meth:`zoo.data.Samples.batches`), the metric sums (:class:`Meter`, one tensor to all-reduce),
-and the progress bar and snapshot (made on one process only).
+The loop is kept in small parts that a data-parallel run (``torchrun``, :mod:`zoo.distributed`)
+replaces one by one: the order of samples (:meth:`zoo.data.Samples.batches`, where a distributed
+sampler takes this rank's share of the seeded permutation), the metric sums (:class:`Meter`, one
+float64 tensor to all-reduce before :meth:`Meter.result` divides), the progress bar
+(:func:`_progress_bar`, rank 0 only) and the best weights (:func:`snapshot`, gathered and saved
+once, by rank 0). :func:`train_epoch` and :func:`evaluate` hold one pass each; :class:`Recipe` holds
+the resolved settings and the clock.
 """
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -113,70 +118,48 @@ def fit(model: nn.Module, train: Any, val: Any = None, *, epochs: int | None = N
 
     tr, va, task = prepare(train, val, task=task, seed=seed, dtype=dtype)
     if batch_size is not None and isinstance(tr, (Graph, Stream)):
-        raise ValueError(f"batch_size={batch_size} is not accepted with "
-                         f"{'graph data (full-batch training)' if isinstance(tr, Graph) else 'a DataLoader (it has its own batch size)'}: "
-                         f"expected None")
+        why = "graph data (full-batch training)" if isinstance(tr, Graph) else \
+            "a DataLoader (it has its own batch size)"
+        raise ValueError(f"batch_size={batch_size} is not accepted with {why}: expected None")
     model.to(device)
     tr, va = tr.to(device), (va.to(device) if va is not None else None)
     n_out = _probe(model, tr, task)
     if va is not None:
         _probe(model, va, task)
-    if isinstance(getattr(model, "standardize", None), Standardize) and tr.features().is_floating_point():
-        model.standardize.fit_(tr.features())
-    scale = TargetScale.for_model(model, tr, n_out) if task == "regression" else None
-
+    # -- every check passed: from here on the model changes ------------------------------------
+    features = tr.features()
+    if isinstance(getattr(model, "standardize", None), Standardize) and features.is_floating_point():
+        model.standardize.fit_(features)
     family = _family(model)
     batch_size = batch_size or default_batch_size(len(tr))
-    steps_per_epoch = tr.steps(batch_size)
-    epochs = epochs or default_epochs(steps_per_epoch)
-    lr = lr or LR.get(family, DEFAULT_LR)
+    epochs = epochs or default_epochs(tr.steps(batch_size))
+    recipe = Recipe(task=task, n_out=n_out, device=device, batch_size=batch_size, epochs=epochs,
+                    total_steps=epochs * tr.steps(batch_size), lr=lr or LR.get(family, DEFAULT_LR),
+                    patience=max(10, math.ceil(epochs / 10)), time_budget_s=time_budget_s,
+                    scale=TargetScale.for_model(model, tr, n_out) if task == "regression" else None)
     if weight_decay is None:
         weight_decay = WEIGHT_DECAY.get(family, DEFAULT_WEIGHT_DECAY)
-    patience = max(10, math.ceil(epochs / 10))
 
     torch.manual_seed(seed)
     shuffle = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
-    total_steps = epochs * steps_per_epoch
+    optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=recipe.lr)
     history = History(task=task, metric="accuracy" if task == "classification" else "r2")
-    best_state, best_key, since_best, step = None, None, 0, 0
-    bar = _progress_bar(progress, total_steps, type(model).__name__)
-    start = time.perf_counter()  # the budget and "seconds" count training, not the setup above
+    best_state, best_key, since_best = None, None, 0
+    bar = _progress_bar(progress, recipe.total_steps, type(model).__name__)
+    recipe.start = time.perf_counter()  # budget and "seconds" count training, not the setup above
     try:
         for epoch in range(1, epochs + 1):
-            model.train()
-            meter = Meter(task, n_out, device)
-            for inputs, y, mask in tr.batches(batch_size, shuffle):
-                elapsed = time.perf_counter() - start
-                if time_budget_s is not None and elapsed >= time_budget_s and step > 0:
-                    history.stopped = "time_budget"
-                    break
-                p = max((step + 1) / total_steps, elapsed / time_budget_s if time_budget_s else 0.0)
-                rate = lr * schedule(min(p, 1.0))
-                for group in optimizer.param_groups:
-                    group["lr"] = rate
-                out = _outputs(model, inputs, mask)
-                y = y[mask] if mask is not None else y
-                y = scale.normalise(y) if scale is not None else y
-                loss = _loss(task, out, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
-                optimizer.step()
-                meter.add(out.detach(), y, loss.detach())
-                step += 1
-                bar.update(1)
+            meter, rate = train_epoch(model, tr, recipe, optimizer, shuffle, bar)
             if meter.count() == 0:  # the budget ran out exactly at an epoch boundary
+                history.stopped = "time_budget"
                 break
-            train_loss, train_metric = meter.result()
             val_loss = val_metric = None
             if va is not None:
-                val_loss, val_metric = evaluate(model, va, task, n_out, 2 * batch_size, scale,
-                                               device)
-            history.epochs.append({"epoch": epoch, "train_loss": train_loss,
-                                   "train_metric": train_metric, "val_loss": val_loss,
-                                   "val_metric": val_metric,
-                                   "seconds": time.perf_counter() - start, "lr": rate})
+                val_loss, val_metric = evaluate(model, va, recipe)
+            history.epochs.append({"epoch": epoch, **dict(zip(("train_loss", "train_metric"),
+                                                              meter.result())),
+                                   "val_loss": val_loss, "val_metric": val_metric,
+                                   "seconds": time.perf_counter() - recipe.start, "lr": rate})
             bar.set_postfix(_postfix(history.epochs[-1], history.metric), refresh=False)
             if va is not None:
                 key = (val_metric, -val_loss)
@@ -185,19 +168,76 @@ def fit(model: nn.Module, train: Any, val: Any = None, *, epochs: int | None = N
                     best_state = snapshot(model)
                 else:
                     since_best += 1
-            if history.stopped == "time_budget":
+            if recipe.out_of_time():
+                history.stopped = "time_budget"
                 break
-            if va is not None and since_best >= patience:
+            if va is not None and since_best >= recipe.patience:
                 history.stopped = "early_stopping"
                 break
     finally:
         bar.close()
         if best_state is not None:
             model.load_state_dict(best_state)
-        if scale is not None:
-            scale.fold()
+        if recipe.scale is not None:
+            recipe.scale.fold()
         model.eval()
     return history
+
+
+@dataclass
+class Recipe:
+    """The resolved settings of one run, and its clock."""
+
+    task: str
+    n_out: int
+    device: torch.device
+    batch_size: int
+    epochs: int
+    total_steps: int
+    lr: float
+    patience: int
+    time_budget_s: float | None
+    scale: "TargetScale | None"
+    start: float = 0.0
+    step: int = 0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def out_of_time(self) -> bool:
+        return self.time_budget_s is not None and self.elapsed() >= self.time_budget_s
+
+    def rate(self) -> float:
+        """The learning rate of the next step: ``lr * schedule(p)``, p = the larger of the step's
+        and the clock's share of the run."""
+        p = (self.step + 1) / self.total_steps
+        if self.time_budget_s is not None:
+            p = max(p, self.elapsed() / self.time_budget_s)
+        return self.lr * schedule(min(p, 1.0))
+
+
+def train_epoch(model: nn.Module, split: Split, recipe: Recipe, optimizer: torch.optim.Optimizer,
+                shuffle: torch.Generator, bar) -> tuple["Meter", float]:
+    """One pass over ``split`` (stopping early once the budget is spent, after at least one step of
+    the run); returns the epoch's train sums and the last step's learning rate."""
+    model.train()
+    meter, rate = Meter(recipe.task, recipe.n_out, recipe.device), 0.0
+    for inputs, y, mask in split.batches(recipe.batch_size, shuffle):
+        if recipe.step > 0 and recipe.out_of_time():
+            break
+        rate = recipe.rate()
+        for group in optimizer.param_groups:
+            group["lr"] = rate
+        out, y = _outputs(model, inputs, y, mask, recipe.scale)
+        loss = _loss(recipe.task, out, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
+        optimizer.step()
+        meter.add(out.detach(), y, loss.detach())
+        recipe.step += 1
+        bar.update(1)
+    return meter, rate
 
 
 def default_batch_size(n: int) -> int:
@@ -274,16 +314,13 @@ class Meter:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, task: str, n_out: int, batch_size: int,
-             scale: "TargetScale | None" = None, device=None) -> tuple[float, float]:
+def evaluate(model: nn.Module, split: Split, recipe: Recipe) -> tuple[float, float]:
     """``(loss, metric)`` of ``model`` (eval mode) on ``split``, in order, without gradients."""
     model.eval()
-    meter = Meter(task, n_out, device)
-    for inputs, y, mask in split.batches(batch_size):
-        out = _outputs(model, inputs, mask)
-        y = y[mask] if mask is not None else y
-        y = scale.normalise(y) if scale is not None else y
-        meter.add(out, y, _loss(task, out, y))
+    meter = Meter(recipe.task, recipe.n_out, recipe.device)
+    for inputs, y, mask in split.batches(2 * recipe.batch_size):
+        out, y = _outputs(model, inputs, y, mask, recipe.scale)
+        meter.add(out, y, _loss(recipe.task, out, y))
     return meter.result()
 
 
@@ -346,9 +383,14 @@ class TargetScale:
             model.train(was)
 
 
-def _outputs(model: nn.Module, inputs: tuple[torch.Tensor, ...], mask) -> torch.Tensor:
+def _outputs(model: nn.Module, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, mask,
+             scale: "TargetScale | None") -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's outputs and the targets they are scored against (a graph: the mask's nodes;
+    regression: standardised targets)."""
     out = model(*inputs)
-    return out[mask] if mask is not None else out
+    if mask is not None:
+        out, y = out[mask], y[mask]
+    return out, (scale.normalise(y) if scale is not None else y)
 
 
 def _loss(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
