@@ -316,3 +316,15 @@ def test_defaults_follow_the_data():
     assert all(schedule(a) >= schedule(b) for a, b in zip(np.linspace(0.05, 1, 20),
                                                           np.linspace(0.05, 1, 20)[1:]))
     assert math.isclose(schedule(0.025), 0.5)
+
+
+def test_dataloader_keeps_its_own_batches_and_cannot_be_split():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    loader = DataLoader(TensorDataset(torch.as_tensor(_X), torch.as_tensor(_Y)), batch_size=8)
+    with pytest.raises(ValueError, match=r"batch_size=4 is not accepted with a DataLoader"):
+        zoo.fit(_mlp(), loader, batch_size=4, progress=False)
+    with pytest.raises(ValueError, match=r"val=0.2 is not accepted: expected a separate"):
+        zoo.fit(_mlp(), loader, val=0.2, progress=False)
+    h = zoo.fit(_mlp(), loader, val=(_X, _Y), epochs=2, progress=False)  # 5 batches of 8
+    assert len(h.epochs) == 2 and h.best_epoch is not None
