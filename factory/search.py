@@ -43,7 +43,7 @@ from zoo.errors import BudgetError
 from zoo.registry import PLACEMENT_ARGS
 
 from . import policy
-from .counts import count_flops
+from .counts import count_flops, input_bytes
 from .problem import Problem
 from .training_memory import MemoryEstimate, cached_training_memory, estimate_training_memory
 
@@ -54,6 +54,7 @@ LATENCY_MARGIN = 0.10     # aim 10 % under latency_ms: a re-measured median stay
 # GFLOP/s in any BLAS-backed op; ONNX Runtime's per-call overhead is tens of microseconds). CPU only.
 BOUND_OVERHEAD_MS = 1.0
 BOUND_FLOPS_PER_S = 1e9
+MAX_TIMED_INPUT_BYTES = 1024 ** 3  # one example input: the export and the timer allocate it
 LATENCY_WARMUP = 10
 LATENCY_RUNS = 30
 
@@ -203,6 +204,7 @@ class CandidateSearch:
             if key not in _LATENCY_CACHE:
                 from .latency import measure_latency
 
+                self._check_timeable(p)
                 self.progress(f"export + time {p.label()}")
                 model = zoo.from_config(p.config).eval()
                 _LATENCY_CACHE[key] = measure_latency(
@@ -213,6 +215,17 @@ class CandidateSearch:
             p.latency = _LATENCY_CACHE[key]
             self._note(p)
         return p.latency.median_ms
+
+    def _check_timeable(self, p: Point) -> None:
+        """Refuse to export a model whose one example input exceeds :data:`MAX_TIMED_INPUT_BYTES`
+        (the export and the timer allocate it for real)."""
+        nbytes = input_bytes(p.config, batch_size=1, input_kwargs=self.problem.input_kwargs)
+        if nbytes > MAX_TIMED_INPUT_BYTES:
+            raise BudgetError(
+                f"latency_ms={self.problem.latency_ms:g}: one input of {p.label()} is "
+                f"{nbytes / 1e9:.3g} GB, more than the {MAX_TIMED_INPUT_BYTES / 1e9:.3g} GB this "
+                f"factory exports and times (the export allocates it); latency_ms=None builds "
+                f"without timing", budget="latency_ms", cheapest=p.to_dict(), would_work=None)
 
     def _note(self, p: Point) -> None:
         if p not in self.tried:

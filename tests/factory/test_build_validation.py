@@ -80,6 +80,16 @@ def test_an_input_too_large_to_train_is_a_budget_error_with_nothing_allocated():
     assert grown < 1024 ** 3, f"the process's peak resident set grew by {grown / 1e9:.2f} GB"
 
 
+def test_a_model_whose_one_input_is_too_large_to_export_is_not_timed():
+    """With a latency budget the search exports and times candidates, which allocates one real
+    example input: 40 GB here. It refuses instead, naming the budget (latency_ms=None builds)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with pytest.raises(zoo.BudgetError, match=r"^latency_ms=100: one input of lstm .* is 40 GB"):
+        zoo.build("sequence-classification", 1000, None, 100, input_shape=(10**6, 10**4),
+                  num_classes=2)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before < 1024 ** 3
+
+
 # --- generated bad arguments --------------------------------------------------------------------
 
 def _junk(rng: random.Random) -> str:
