@@ -34,7 +34,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # epochs None: zoo.fit's own rule (ceil(2000 / steps per epoch) within [10, 200]; graphs 200), the
 # recipe a user gets; the seconds cap every run alike (fit's cosine schedule ends with the budget).
 FULL = {"epochs": None, "time_budget_s": 60.0, "seeds": 2, "sizes": "all"}
-QUICK = {"epochs": None, "time_budget_s": 6.0, "seeds": 2, "sizes": "largest"}
+QUICK = {"epochs": None, "time_budget_s": 10.0, "seeds": 2, "sizes": "largest"}
 QUICK_DATASETS = ("digits", "iris", "diabetes", "italy_power_demand", "gunpoint", "karate_club")
 VAL_FRACTION = 0.2
 
@@ -138,7 +138,7 @@ def _settings(args) -> dict:
 
 # ----- one run ---------------------------------------------------------------------------------
 
-def _model(cand: Candidate, info: D.DatasetInfo, in_shape: tuple):
+def _model(cand: Candidate, info: D.DatasetInfo, in_shape: tuple, num_nodes: int | None = None):
     """Build ``cand`` for ``info`` through the registry; arguments the builder lacks are left out
     (a ``stem`` it lacks is an error: the comparison would be meaningless)."""
     import zoo
@@ -155,8 +155,8 @@ def _model(cand: Candidate, info: D.DatasetInfo, in_shape: tuple):
         if "stem" not in entry.defaults:
             raise ValueError(f"{cand.name} has no stem argument yet (stem={cand.stem!r} asked)")
         kw["stem"] = cand.stem
-    if entry.input_kind == "graph":
-        kw["num_nodes"] = info.input_shape[0] if info.kind == "graph" else 64
+    if num_nodes is not None:
+        kw["num_nodes"] = num_nodes  # the size of its example inputs only
     return zoo.create(cand.name, **{k: val for k, val in kw.items() if k in entry.defaults})
 
 
@@ -228,7 +228,7 @@ def run_one(info: D.DatasetInfo, data, cand: Candidate, n: int, seed: int, budge
         graph = isinstance(data, D.GraphSplit)
         torch.manual_seed(seed)
         in_shape = tuple(data.x.shape[1:]) if graph else tuple(data.X_train.shape[1:])
-        model = _model(cand, info, in_shape)
+        model = _model(cand, info, in_shape, len(data.y) if graph else None)
         row["params"] = int(sum(p.numel() for p in model.parameters()))
         fit_kw = dict(epochs=budget["epochs"], time_budget_s=budget["time_budget_s"], seed=seed,
                       device=device, progress=False, task=info.task)
