@@ -23,9 +23,11 @@ prefetched), the all-gather and reduce-scatter buffers, activations and temporar
 
     total_fsdp = tracker(N).peak + kernels + allocator + framework + fsdp_heap
 
-* ``kernels = max(0, single(b).traced_peak - tracker(1).peak)``: what the single-device trace
-  sees beyond a fake FSDP step on one device (CPU kernel workspaces; the LSTM's and GCN's
-  profiled kernels), per-device batch terms that sharding does not change;
+* ``kernels = single(b).traced_peak - tracker(1).peak``: how the single-device trace differs
+  from a fake FSDP step on one device (CPU kernel workspaces; the LSTM's and GCN's profiled
+  kernels, whose fake-tensor paths differ), terms of the per-device batch that sharding does not
+  change. So ``tracker(N) - tracker(1)``, what sharding changes, is applied to the single-device
+  trace, and N = 1 gives the single-device estimate;
 * ``allocator``, ``framework``: the single-device step's glibc slack and library constants;
 * ``fsdp_heap`` (CPU only): glibc keeps the full-size buffers FSDP2 allocates in every step
   resident. Freeing a first mmapped all-gather buffer raises glibc's mmap threshold to its size
@@ -154,7 +156,8 @@ def estimate_per_device_memory(config: dict, *, batch_size: int, devices: int, s
     snap = fsdp_tracker_peaks(config, local_batch=local, worlds=(1, devices), optimizer=optimizer,
                               dtype=dtype, loss=loss, input_kwargs=input_kwargs)
     one, at_n = snap[1], snap[devices]
-    kernels = max(0, single.traced_peak - one["total"])
+    # What sharding changes, as the tracker sees it, applied to the single-device trace.
+    kernels = single.traced_peak - one["total"]
     heap = fsdp_cpu_heap(config, dtype) if device == "cpu" else 0
     # This rank's model states, whole (the tracker's peak may hold part of the gradients only):
     # the sharded parameters, a gradient of each, and the optimizer's k tensors per gradient.
@@ -165,8 +168,10 @@ def estimate_per_device_memory(config: dict, *, batch_size: int, devices: int, s
         optimizer_state=OPTIMIZERS[optimizer][2] * grads, buckets=0,
         unsharded=at_n["unsharded_param"] + at_n["unsharded_grad"],
         comm_buffers=at_n["all_gather"] + at_n["reduce_scatter"],
-        transient=at_n["temp"] + at_n["inp"] + kernels, allocator=single.allocator + heap,
-        total=at_n["total"] + kernels + single.allocator + heap + single.framework + context,
+        transient=max(0, at_n["temp"] + at_n["inp"] + kernels),
+        allocator=single.allocator + heap,
+        total=max(at_n["total"] + kernels, sharded + at_n["buffer"]) + single.allocator + heap
+        + single.framework + context,
         method="FSDPMemTracker on a fake process group + single-device kernels and heap",
         **common)
 
