@@ -14,13 +14,14 @@ import argparse
 import importlib
 import sys
 
-SUITES = ("models", "kernels", "memory", "build", "learn", "export")
+SUITES = ("models", "kernels", "memory", "build", "learn", "export", "distributed")
 DESCRIPTIONS = {
     "models": "per registered model: params, FLOPs, eager vs ONNX Runtime latency, timm twins, BN folding",
     "kernels": "each kernel vs its reference twin and the library users would otherwise use",
     "memory": "training-memory estimate vs measured peak",
     "build": "zoo build timings",
     "export": "zoo.export_onnx time per model (cold and warm) and vs sequence length / edge count",
+    "distributed": "per-device training memory under DDP and FSDP2 (1 to 512 devices) vs Gloo runs",
     "learn": "learning curves on real offline data sets: score vs parameters per n, trained by zoo.fit",
 }
 

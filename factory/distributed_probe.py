@@ -143,6 +143,39 @@ def memory(req: dict) -> dict:
             "hwm_after": after}
 
 
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for torchrun's rendezvous; nothing leaves the machine)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(request: dict, nproc: int = 1, timeout: float = 300.0) -> dict:
+    """Run this probe on ``nproc`` fresh processes (``python -m torch.distributed.run`` on
+    127.0.0.1; plain python for one) and return rank 0's JSON (``world``, ``ranks``, ``losses``).
+
+    Each process runs one intra-op thread (``OMP_NUM_THREADS=1``), as torchrun sets by default.
+    """
+    import os
+    import subprocess
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    probe = ["-m", "zoo.factory.distributed_probe", json.dumps(request)]
+    if nproc == 1:
+        cmd = [sys.executable, *probe]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+               "--master_addr=127.0.0.1", f"--master_port={free_port()}", *probe]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"distributed probe failed (exit {proc.returncode}): "
+                           f"{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str]) -> int:
     import torch.distributed as dist
 

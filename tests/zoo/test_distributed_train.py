@@ -7,18 +7,13 @@ The multi-process tests start ``torchrun`` (``python -m torch.distributed.run``)
 """
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import sys
-
 import pytest
 import torch
 import torch.distributed as dist
 
 import zoo
 from zoo import distributed as zd
+from zoo.factory.distributed_probe import launch
 
 TRAIN = {
     "mlp": {"name": "mlp", "in_features": 8, "hidden": 32, "depth": 2, "num_classes": 3},
@@ -28,26 +23,8 @@ TRAIN = {
 GLOBAL_BATCH, STEPS = 8, 5
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run_probe(request: dict, nproc: int = 1, timeout: float = 300) -> dict:
-    """Run the probe in ``nproc`` fresh processes (plain python for one); rank 0's JSON line."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    probe = ["-m", "zoo.factory.distributed_probe", json.dumps(request)]
-    if nproc == 1:
-        cmd = [sys.executable, *probe]
-    else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-               "--master_addr=127.0.0.1", f"--master_port={_free_port()}", *probe]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def run_probe(request: dict, nproc: int = 1) -> dict:
+    return launch(request, nproc=nproc, timeout=300)
 
 
 # -- one process, no spawn ------------------------------------------------------------------------
