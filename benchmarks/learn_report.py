@@ -210,7 +210,8 @@ def plot_dataset(path: str | Path, info, runs: list[dict]) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel("parameters")
     ax.set_ylabel("test " + (summary[0]["metric"] if summary else "score"))
-    ax.set_title(f"{info.name} ({info.source}); open markers: stem imagenet", fontsize=8)
+    stems = "; open markers: stem imagenet" if any(s.get("stem") for s in summary) else ""
+    ax.set_title(f"{info.name} ({info.source}){stems}", fontsize=8)
     ax.legend(fontsize=7, loc="best")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
