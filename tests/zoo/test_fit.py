@@ -102,11 +102,14 @@ def _frequency(n=300, t=16, f=3, seed=0):
     return X * 5 + 10, y
 
 
-@pytest.mark.parametrize("name, data", [("lstm", _level), ("tcn", _frequency)])
-def test_sequence_models_learn(name, data):
+@pytest.mark.parametrize("name, data, kw", [
+    ("lstm", _level, {"hidden": 32, "layers": 1}),
+    ("transformer", _level, {"width_mult": 0.25, "depth_mult": 0.5}),
+    ("tcn", _frequency, {"width_mult": 0.25}),
+])
+def test_sequence_models_learn(name, data, kw):
     X, y = data()
     torch.manual_seed(0)
-    kw = {"hidden": 32, "layers": 1} if name == "lstm" else {"width_mult": 0.25}
     model = zoo.create(name, in_features=3, seq_len=16, num_classes=2, **kw)
     h = zoo.fit(model, (X, y), val=0.25, epochs=12, progress=False)
     assert h.best["val_metric"] > 0.8  # chance is about 0.5
