@@ -62,7 +62,9 @@ class History:
         fig = new_figure(figsize=(9, 3.5))
         axes = fig.subplots(1, 2)
         ep = [r["epoch"] for r in self.epochs]
-        for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "metric", self.metric)):
+        loss = "cross-entropy" if self.task == "classification" else "mean squared error"
+        metric = {"r2": "R\u00b2"}.get(self.metric, self.metric)
+        for ax, key, label in ((axes[0], "loss", loss), (axes[1], "metric", metric)):
             for split, style in (("train", "-"), ("val", "--")):
                 ys = [r[f"{split}_{key}"] for r in self.epochs]
                 if any(v is not None for v in ys):
