@@ -24,7 +24,7 @@ MiB = 1024 ** 2
 CASES = [  # (input kind, config arguments, global batch): one model of each input kind
     ("tabular", dict(name="mlp", in_features=256, hidden=1024, depth=3, num_classes=10), 256),
     ("image", dict(name="resnet18", width_mult=0.25, img_size=64, num_classes=10), 32),
-    ("sequence", dict(name="transformer", d_model=128, depth=2, seq_len=64, num_classes=10), 32),
+    ("sequence", dict(name="transformer", d_model=128, depth=2, seq_len=64, num_classes=10), 128),
     ("graph", dict(name="gcn", in_features=32, hidden=256, layers=3, num_nodes=2000,
                    num_classes=10), 4),
 ]

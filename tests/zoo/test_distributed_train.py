@@ -116,7 +116,7 @@ MEMORY = {   # one model of each input kind, sized so tensors, not constants, do
                  "num_classes": 10}, 256),
     "image": ({"name": "resnet18", "width_mult": 0.25, "img_size": 64, "num_classes": 10}, 32),
     "sequence": ({"name": "transformer", "d_model": 128, "depth": 2, "seq_len": 64,
-                  "num_classes": 10}, 32),
+                  "num_classes": 10}, 128),
     "graph": ({"name": "gcn", "in_features": 32, "hidden": 256, "layers": 3, "num_nodes": 2000,
                "num_classes": 10}, 4),
 }
