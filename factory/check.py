@@ -192,6 +192,9 @@ def check(model: nn.Module, *, task: str | None = None, n_samples: int | None = 
     n_samples = v.optional(v.positive_int, "n_samples", n_samples)
     batch_size = v.positive_int("batch_size", batch_size)
     overfit_batch = v.boolean("overfit_batch", overfit_batch)
+    overfit_steps = v.positive_int("overfit_steps", overfit_steps)
+    overfit_lr = v.number("overfit_lr", overfit_lr, minimum=0.0)
+    target = v.optional(v.number, "target", target)
     inputs = resolve_inputs(model, batch_size=batch_size, input_shape=input_shape,
                             example_inputs=example_inputs)
     params = sum(p.numel() for p in model.parameters())
