@@ -40,6 +40,8 @@ CASES = [  # (registry name, constructor arguments, batch size, example-input ar
     ("lstm", dict(in_features=8, seq_len=30, num_classes=5, hidden=256, layers=2), 256, None),
     ("transformer", dict(in_features=8, seq_len=128, num_classes=5), 32, None),
     ("transformer", dict(in_features=8, seq_len=256, num_classes=5), 32, None),
+    ("tcn", dict(in_features=8, seq_len=500, num_classes=5), 64, None),
+    ("tcn", dict(in_features=8, seq_len=256, num_classes=5, width_mult=0.5), 128, None),
     ("gcn", dict(in_features=128, num_classes=5, hidden=256, num_nodes=20000), 1,
      {"num_nodes": 20000, "num_edges": 200000}),
     ("gcn", dict(in_features=256, num_classes=10, hidden=512, num_nodes=50000), 1,
