@@ -10,7 +10,9 @@ sets how the parameters are split, not the total): with the default
 ``gradient_as_bucket_view=False`` the buckets hold a second copy of every gradient, ``P s``
 bytes. So ::
 
-    total_ddp = single(b).total + buckets,      buckets = P s
+    total_ddp = single(b).total + buckets + overhead,      buckets = P s
+
+(``overhead``: :data:`DDP_CPU_OVERHEAD` on Gloo, reported within ``framework``.)
 
 FSDP2 (``fully_shard`` per wrap unit, :func:`zoo.shard`): the step is run on fake tensors under
 PyTorch's own :class:`torch.distributed._tools.fsdp2_mem_tracker.FSDPMemTracker` with a fake
@@ -64,6 +66,10 @@ MMAP_THRESHOLD_MAX = 32 * MiB   # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
 FSDP_CPU_HEAP_FACTOR = 4.5
 """Resident heap left by FSDP2's per-step full-size buffers on CPU, in units' bytes (fit: an MLP
 of four 16 MiB units, Gloo, 2 and 4 ranks; the worst rank)."""
+DDP_CPU_OVERHEAD = 8 * MiB
+"""DDP on Gloo beyond the single-device step and its buckets: the reducer's autograd hooks and
+bucket views, Gloo's pair buffers and threads (measured +6 to +12 MiB at 2 ranks for an MLP, a
+ResNet-18 and a Transformer; fitted to those runs)."""
 CUDA_CONTEXT_BYTES = 512 * MiB
 """The CUDA context per process (untested here; ``benchmarks/gpu_check.py`` measures it)."""
 
@@ -141,8 +147,10 @@ def estimate_per_device_memory(config: dict, *, batch_size: int, devices: int, s
     single = _single(config, batch_size=local, optimizer=optimizer, dtype=dtype, device=device,
                      loss=loss, input_kwargs=input_kwargs)
     context = CUDA_CONTEXT_BYTES if device == "cuda" else 0
+    ddp_extra = DDP_CPU_OVERHEAD if devices > 1 and strategy == "ddp" and device == "cpu" else 0
     common = dict(strategy=strategy, devices=devices, batch_size=batch_size, local_batch=local,
-                  activations=single.activations, framework=single.framework, context=context,
+                  activations=single.activations, framework=single.framework + ddp_extra,
+                  context=context,
                   device=device, dtype=single.dtype, optimizer=optimizer)
     if devices == 1 or strategy == "ddp":
         buckets = single.gradients if devices > 1 else 0
@@ -150,7 +158,7 @@ def estimate_per_device_memory(config: dict, *, batch_size: int, devices: int, s
             params=single.weights, gradients=single.gradients,
             optimizer_state=single.optimizer_state, buckets=buckets, unsharded=0, comm_buffers=0,
             transient=single.transient, allocator=single.allocator,
-            total=single.total + buckets + context,
+            total=single.total + buckets + ddp_extra + context,
             method=f"single-device {single.trace} trace" + (" + DDP buckets" if devices > 1 else ""),
             **common)
     snap = fsdp_tracker_peaks(config, local_batch=local, worlds=(1, devices), optimizer=optimizer,

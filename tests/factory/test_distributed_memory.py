@@ -93,3 +93,23 @@ def test_bad_arguments(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         estimate_per_device_memory(EVEN, **args)
+
+
+def test_inside_a_process_group_the_trace_runs_in_a_subprocess():
+    import torch.distributed as dist
+
+    from zoo.factory import distributed_memory as dm
+
+    config = {"name": "mlp", "in_features": 6, "hidden": 12, "depth": 1, "num_classes": 2}
+    here = dm._trace_worlds(config=config, local_batch=2, worlds=[2], optimizer="adam",
+                            dtype="float32", loss="cross_entropy", input_kwargs=None)
+    if dist.is_initialized():
+        pytest.skip("a process group already exists in this test process")
+    dist.init_process_group("gloo", rank=0, world_size=1, store=dist.HashStore())
+    try:
+        dm._TRACKER_CACHE.clear()
+        there = fsdp_tracker_peaks(config, local_batch=2, worlds=(2,))
+        assert dist.is_initialized() and dist.get_world_size() == 1   # the user's group is intact
+    finally:
+        dist.destroy_process_group()
+    assert there[2] == here[2]

@@ -112,3 +112,23 @@ def test_class_units_take_precedence(group):
     from torch.distributed.fsdp import FSDPModule
     m = shard(Two())
     assert isinstance(m.a, FSDPModule) and not isinstance(m.b, FSDPModule)
+
+
+def test_shards_follow_the_mesh():
+    import math
+
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    if dist.is_initialized():
+        pytest.skip("a process group already exists in this test process")
+    dist.init_process_group("fake", rank=1, world_size=4, store=FakeStore())
+    try:
+        model = zoo.create("mlp", in_features=5, hidden=10, depth=2, num_classes=3)
+        shapes = {k: tuple(p.shape) for k, p in model.named_parameters()}
+        shard(model, init_device_mesh("cpu", (4,)))
+        for k, p in model.named_parameters():
+            assert tuple(p.shape) == shapes[k]                       # global shape kept
+            assert p.to_local().shape[0] <= math.ceil(shapes[k][0] / 4)   # this rank's rows
+    finally:
+        dist.destroy_process_group()
