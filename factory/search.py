@@ -169,10 +169,12 @@ class CandidateSearch:
         self.measured = self.exported = 0
 
     # -- costs ---------------------------------------------------------------------------------
-    def memory(self, p: Point) -> int:
-        if p.memory is None:
+    def memory(self, p: Point, *, full: bool = False) -> int:
+        """Training memory of ``p`` (bytes). Without ``full``, a point whose floor already exceeds
+        ``vram_gb`` keeps the floor (``trace="lower-bound"``): nothing is traced for it."""
+        if p.memory is None or (full and p.memory.trace == "lower-bound"):
             self.progress(f"memory {p.label()}")
-            limit = None if self.problem.vram_gb is None else self.problem.vram_gb * 1e9
+            limit = None if self.problem.vram_gb is None or full else self.problem.vram_gb * 1e9
             p.memory = estimate_training_memory(
                 p.config, batch_size=self.problem.batch_size, optimizer=self.problem.optimizer,
                 dtype=self.problem.dtype, device=self.problem.device, loss=self.problem.loss,
@@ -416,6 +418,8 @@ def _budget_error(problem: Problem, outcomes: list[CandidateOutcome],
     def cheapest(failed: str) -> CandidateOutcome | None:
         rejected = [o for o in outcomes if o.failed == failed and o.cheapest is not None]
         if failed == "vram_gb":
+            for o in rejected:  # the full estimate where it can be had: a budget that would work
+                searches[o.candidate].memory(o.cheapest, full=True)
             return min(rejected, key=lambda o: o.cheapest.memory.total, default=None)
         if failed == "latency_ms":
             return min(rejected, key=lambda o: o.cheapest.latency.median_ms, default=None)

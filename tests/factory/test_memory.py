@@ -17,11 +17,10 @@ import torch
 import zoo
 from zoo.benchmarks.suite_memory import CASES  # every family at two sizes: the cases `zoo-bench memory` reports
 from zoo.factory import estimate_training_memory, measure_training_memory
-from zoo.factory.counts import count_params, weight_bytes
+from zoo.factory.counts import buffer_bytes, count_params, weight_bytes
 from zoo.factory.train_step import OPTIMIZERS, MiB
 
 TOLERANCE = 0.15
-
 
 
 def test_every_registered_family_is_covered_at_two_sizes():
@@ -56,13 +55,15 @@ def test_estimate_within_15_percent_of_measured_peak():
 
 
 def test_breakdown_follows_the_seed_formula_where_it_holds():
-    """weights = 4 bytes x params; gradients as many; Adam 2x, SGD-momentum 1x, SGD 0x state."""
+    """weights = 4 bytes x params (+ buffers); gradients 4 bytes x params; Adam 2x, SGD-momentum 1x, SGD 0x state."""
     cfg = zoo.create("mlp", device="meta", in_features=64, hidden=256, num_classes=10).config
     params = count_params(cfg)
     tensors = len(list(zoo.from_config(cfg, device="meta").parameters()))
     for optimizer, k in (("adam", 2), ("sgd-momentum", 1), ("sgd", 0)):
         est = estimate_training_memory(cfg, batch_size=32, optimizer=optimizer)
-        assert est.weights == weight_bytes(cfg) == 4 * params
+        # the MLP's buffers (its input standardisation: mean and std per feature) are weights
+        # that take no gradient
+        assert est.weights == weight_bytes(cfg) == 4 * params + buffer_bytes(cfg)
         assert est.gradients == 4 * params
         # plus Adam's per-tensor step counter (a scalar)
         assert 0 <= est.optimizer_state - k * 4 * params <= 8 * tensors, optimizer
