@@ -1,5 +1,5 @@
 """The ``zoo`` command, assembled here, at the top layer: ``zoo list`` and ``zoo export`` (the
-zoo's, :mod:`zoo.cli`), ``zoo build`` (this module) and ``zoo check`` (the factory's audit).
+zoo's, :mod:`zoo.cli`), ``zoo build`` (this module) and ``zoo check`` (the factory's audit, :mod:`zoo.factory.check_cli`).
 Each command module adds its sub-parser with ``add_subparser(subparsers)``, setting
 ``func(args) -> int``; bad input and unmeetable budgets exit with status 2 and
 ``zoo COMMAND: error: ...``, with no traceback.
@@ -16,12 +16,12 @@ JSON with ``--json`` -- and with ``--out`` writes ``model.safetensors``, ``model
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
 from zoo import cli as zoo_cli
 
+from . import check_cli
 from .tasks import TASKS
 
 
@@ -103,14 +103,6 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_module():
-    """The module adding ``zoo check``: ``zoo.factory.check_cli`` once it exists, else None (then
-    ``check`` is handed its arguments unparsed, as :func:`zoo.factory.check.main` takes them)."""
-    if importlib.util.find_spec("zoo.factory.check_cli") is None:
-        return None
-    return importlib.import_module("zoo.factory.check_cli")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``zoo`` parser: list, export, build and check."""
     parser = argparse.ArgumentParser(
@@ -119,22 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     zoo_cli.add_subparser(sub)
     add_subparser(sub)
-    check_cli = _check_module()
-    if check_cli is not None:
-        check_cli.add_subparser(sub)
-    else:
-        sub.add_parser("check", add_help=False,
-                       help="audit a model against the design principles (zoo check -h)")
+    check_cli.add_subparser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``zoo ARGV...``; returns the exit status (2 for bad input, with a one-line message)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["check"] and _check_module() is None:  # until check_cli exists
-        from . import check
-
-        return check.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
