@@ -187,7 +187,8 @@ def check(model: nn.Module, *, task: str | None = None, n_samples: int | None = 
     Raises ``ValueError`` naming a bad argument, its value and what is accepted.
     """
     if not isinstance(model, nn.Module):
-        raise ValueError(f"model={type(model).__name__} is not accepted: expected a torch.nn.Module")
+        raise ValueError(f"model={type(model).__name__} is not accepted: expected a "
+                         f"torch.nn.Module")
     v.optional(v.choice, "task", task, choices=policy.TASKS)
     n_samples = v.optional(v.positive_int, "n_samples", n_samples)
     batch_size = v.positive_int("batch_size", batch_size)

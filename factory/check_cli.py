@@ -44,7 +44,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="one sample's shape, e.g. 3,32,32 (the batch is prepended); needed for "
                         "models without example_inputs()")
     p.add_argument("--task", metavar="T", help=f"the task: {', '.join(policy.TASKS)}")
-    p.add_argument("--n-samples", type=int, metavar="N", help="training-set size (nodes for graphs)")
+    p.add_argument("--n-samples", type=int, metavar="N",
+                   help="training-set size (nodes for graphs)")
     p.add_argument("--history", metavar="JSON",
                    help="learning curves to diagnose: a zoo.fit History saved with to_dict(), or "
                         '{"train": [...], "val": [...]}')

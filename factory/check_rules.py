@@ -1,13 +1,14 @@
 """The rules of ``zoo check``: what the design principles say, and how a trace decides each.
 
 Every rule returns a :class:`Finding`: ``pass``, ``warn`` or ``fail`` (``skip`` where it needs an
-argument that was not given), the measured fact, and the remedies in the order the seed
-(``shared/seed/architecture-design-principles.txt``) gives them. Each rule's :class:`Basis`
-quotes the seed and states apart the numbers that are ours, with why. The seed's own numbers are:
-"> 10 layers" for skip connections, "100 layers x 8 channels" and "2 layers x 1024 channels" as
-the bad depth/width examples (standard: "12-50 layers, 64-512 channels"), "< 100 timesteps" for
-RNNs, "< 10k samples" and "> 100k samples" for Transformers, and "grad_mean > 1, grad_std > 1" for
-exploding gradients. Every other number below is ours.
+argument that was not given), the measured fact, and the remedies in the order the seed -- the
+project's "Architecture Design Principles" (its Design Checklist and Debugging Architectures
+sections), quoted where it matters since the text does not ship with the package -- gives them.
+Each rule's :class:`Basis` quotes the seed and states apart the numbers that are ours, with why.
+The seed's own numbers are: "> 10 layers" for skip connections, "100 layers x 8 channels" and "2
+layers x 1024 channels" as the bad depth/width examples (standard: "12-50 layers, 64-512
+channels"), "< 100 timesteps" for RNNs, "< 10k samples" and "> 100k samples" for Transformers, and
+"grad_mean > 1, grad_std > 1" for exploding gradients. Every other number below is ours.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ NARROW = 16               # ours, see BASIS["depth-width"]
 SHALLOW, WIDE = 2, 1024   # seed: "2 layers x 1024 channels" under-utilizes depth
 OVERSMOOTH = 4            # ours, see BASIS["over-smoothing"]
 LONG_SEQUENCE = 100       # seed: RNNs for "Short sequences (< 100 timesteps)"
-TRANSFORMER_MIN_SAMPLES = 10_000        # seed: Transformers: not on "Small datasets (< 10k samples)"
+TRANSFORMER_MIN_SAMPLES = 10_000        # seed: Transformers not on "Small datasets (< 10k samples)"
 IMAGE_TRANSFORMER_MIN_SAMPLES = 100_000  # seed: "Large datasets (> 100k samples)"; ViT "very large"
 VANISHING = 1e-3          # ours: first / last weight layer gradient std
 EXPLODING_RATIO = 1e3     # ours: the same ratio, the other way

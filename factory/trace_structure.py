@@ -140,7 +140,8 @@ class Structure:
         if self.attention:
             parts.append(f"{self.attention} attention ops")
         for r in self.recurrent:
-            parts.append(f"{r.module or r.type} ({r.type}, {r.layers} layer(s)) over {r.steps} steps")
+            parts.append(f"{r.module or r.type} ({r.type}, {r.layers} layer(s)) over {r.steps} "
+                         f"steps")
         if self.message_passing:
             parts.append(f"{self.message_passing} message-passing hops")
         return "; ".join(parts)
@@ -179,7 +180,8 @@ class StructureTracer(TorchDispatchMode):
         self.gates: set[str] = set()
         for mname, module in model.named_modules():
             if gate_modules and isinstance(module, gate_modules):
-                self.gates.update(f"{mname}.{n}" if mname else n for n, _ in module.named_parameters())
+                self.gates.update(f"{mname}.{n}" if mname else n
+                                  for n, _ in module.named_parameters())
         self.s = Structure()
         self._suspended = 0
         self._hooks = []

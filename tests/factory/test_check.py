@@ -47,7 +47,8 @@ def mlp(depth: int, width: int, in_features: int = 16, out: int = 10) -> nn.Modu
 class PixelMLP(nn.Module):
     def __init__(self):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 64), nn.ReLU(), nn.Linear(64, 10))
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 64), nn.ReLU(),
+                                 nn.Linear(64, 10))
 
     def forward(self, x):
         return self.net(x)
@@ -356,7 +357,8 @@ def test_inputs_are_required_for_a_plain_module():
 def test_bad_arguments_raise_value_error_naming_them():
     model = mlp(2, 8)
     for kwargs, name in [({"task": "images"}, "task='images'"), ({"n_samples": 0}, "n_samples=0"),
-                         ({"batch_size": 0}, "batch_size=0"), ({"input_shape": (0, 3)}, "input_shape"),
+                         ({"batch_size": 0}, "batch_size=0"),
+                         ({"input_shape": (0, 3)}, "input_shape"),
                          ({"input_shape": (16,), "overfit_batch": "yes"}, "overfit_batch"),
                          ({"example_inputs": ()}, "example_inputs")]:
         with pytest.raises(ValueError, match=name.replace("(", r"\(")):

@@ -115,7 +115,8 @@ def test_history_file(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "WARN  fit" in out and "overfitting" in out and "1. reduce capacity" in out
     flat = tmp_path / "flat.json"
-    flat.write_text(json.dumps({"train": [2.3, 2.3, 2.3], "val": [2.3, 2.3, 2.3], "metric": "loss"}))
+    flat.write_text(json.dumps({"train": [2.3, 2.3, 2.3], "val": [2.3, 2.3, 2.3],
+                                "metric": "loss"}))
     assert main(["mlp", "--history", str(flat), "--json"]) == 1  # not learning fails
     fit = next(f for f in json.loads(capsys.readouterr().out)["findings"] if f["rule"] == "fit")
     assert fit["data"]["case"] == "not-learning"

@@ -66,7 +66,8 @@ def test_gap_threshold_is_the_seeds_five_points():
 
 
 def test_losses_only():
-    rising = {"train": [2.0, 1.0, 0.5, 0.2, 0.1], "val": [2.0, 1.2, 1.0, 1.2, 1.5], "metric": "loss"}
+    rising = {"train": [2.0, 1.0, 0.5, 0.2, 0.1], "val": [2.0, 1.2, 1.0, 1.2, 1.5],
+              "metric": "loss"}
     assert diagnose_history(rising).data["case"] == "overfitting"
     flat = {"train_loss": [1.0, 0.999, 0.998], "val_loss": [1.0, 1.0, 1.0]}
     assert diagnose_history(flat).data["case"] == "not-learning"
