@@ -132,7 +132,7 @@ class Structure:
             kinds[e.kind] = kinds.get(e.kind, 0) + 1
         parts = [f"{self.architecture}: {self.longest} weight layers on the longest path, "
                  f"{self.shortest} on the shortest",
-                 f"{len(self.layers)} run ({', '.join(f'{n} {k}' for k, n in kinds.items())})",
+                 f"layers run: {', '.join(f'{n} {k}' for k, n in kinds.items()) or 'none'}",
                  f"{self.residual_adds} residual adds"]
         widths = [e.width for e in self.hidden_widths()]
         if widths:
