@@ -87,6 +87,7 @@ def register_model(*, family: str, input_kind: str, scales_width: bool = True,
 
         @functools.wraps(fn)
         def checked_builder(**kwargs: Any) -> nn.Module:
+            _refuse_unknown(model_name, params, kwargs)
             return fn(**check_all(kwargs, checks))
 
         _REGISTRY[model_name] = ModelEntry(
@@ -96,6 +97,13 @@ def register_model(*, family: str, input_kind: str, scales_width: bool = True,
         return checked_builder
 
     return decorator
+
+
+def _refuse_unknown(name: str, params, kwargs: dict) -> None:
+    unknown = [k for k in kwargs if k not in params]
+    if unknown:
+        raise ValueError(f"{name}: argument(s) {', '.join(map(repr, unknown))} not accepted; "
+                         f"accepted: {', '.join(params)}")
 
 
 def _ensure_loaded() -> None:
@@ -134,10 +142,7 @@ def create(name: str, **kwargs: Any) -> nn.Module:
     """
     entry = get_entry(name)
     sig = inspect.signature(entry.builder)
-    unknown = [k for k in kwargs if k not in sig.parameters]
-    if unknown:
-        raise ValueError(f"{name}: argument(s) {', '.join(map(repr, unknown))} not accepted; "
-                         f"accepted: {', '.join(sig.parameters)}")
+    _refuse_unknown(name, sig.parameters, kwargs)
     bound = sig.bind(**kwargs)
     bound.apply_defaults()
     arguments = entry.check(bound.arguments)

@@ -155,9 +155,11 @@ def test_generated_bad_arguments_are_refused_naming_the_argument(monkeypatch):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_unknown_argument_is_named_with_the_accepted_ones(name):
-    with pytest.raises(ValueError, match=rf"{name}: argument\(s\) 'colour' not accepted; accepted: "
-                                         rf".*num_classes"):
+    match = rf"{name}: argument\(s\) 'colour' not accepted; accepted: .*num_classes"
+    with pytest.raises(ValueError, match=match):
         zoo.create(name, colour="red")
+    with pytest.raises(ValueError, match=match):
+        zoo.get_entry(name).builder(colour="red")  # a direct call says the same
 
 
 @pytest.mark.parametrize("name", MODELS)
