@@ -36,7 +36,10 @@ def test_sequence_graph_is_independent_of_the_traced_length(name, tmp_path):
     assert not {"Loop", "Scan"} & set(_ops(long))
 
 
-@pytest.mark.parametrize("name", ["lstm", "transformer"])
+SEQUENCE_MODELS = [n for n in zoo.list_models() if zoo.get_entry(n).input_kind == "sequence"]
+
+
+@pytest.mark.parametrize("name", SEQUENCE_MODELS)
 def test_one_sequence_file_runs_several_lengths(name, tmp_path):
     model = build_small(name, seq_len=40).eval()
     path = zoo.export_onnx(model, tmp_path / "m.onnx")
