@@ -129,7 +129,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, batch_size: int = 
         batch_size: the batch of the example inputs traced (graph models: passed to
             ``example_inputs`` as is). With ``dynamic_batch`` the file accepts any batch and the
             example is traced at ``max(2, batch_size)``; without, the batch is fixed to ``batch_size``.
-        dynamic_batch: make the batch axis (graph models: the node and edge axes) symbolic.
+        dynamic_batch: make the batch axis (sequence models: the batch and time axes; graph
+            models: the node and edge axes) symbolic, as :func:`dynamic_axes_for` lists them.
         opset: ONNX opset; ``None`` is the exporter's default (18).
 
     The graph's inputs and outputs are named ``model.input_names`` / ``model.output_names``; the
