@@ -75,16 +75,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check(args) -> tuple[list[str], list[int]]:
     import zoo
+    from zoo.validation import integer, positive_int
 
-    if args.runs < 1:
-        raise ValueError(f"--runs={args.runs} is not accepted: expected >= 1")
-    try:
-        lengths = sorted({int(t) for t in args.lengths.split(",") if t.strip()})
-    except ValueError:
-        lengths = []
-    if not lengths or lengths[0] < 2:
+    positive_int("--runs", args.runs)
+    parts = [t.strip() for t in args.lengths.split(",") if t.strip()]
+    if not parts or not all(t.isdigit() for t in parts):
         raise ValueError(f"--lengths={args.lengths!r} is not accepted: expected comma-separated "
                          f"integers >= 2, e.g. 50,200,2000")
+    lengths = sorted({integer("--lengths", int(t), minimum=2) for t in parts})
     names = zoo.list_models(args.filter)
     if not names:
         raise ValueError(f"--filter={args.filter!r} matches no model; registered: "
