@@ -25,8 +25,8 @@ CASES = [  # (input kind, config arguments, global batch): one model of each inp
     ("tabular", dict(name="mlp", in_features=256, hidden=1024, depth=3, num_classes=10), 256),
     ("image", dict(name="resnet18", width_mult=0.25, img_size=64, num_classes=10), 32),
     ("sequence", dict(name="transformer", d_model=128, depth=2, seq_len=64, num_classes=10), 128),
-    ("graph", dict(name="gcn", in_features=32, hidden=256, layers=3, num_nodes=2000,
-                   num_classes=10), 4),
+    ("graph", dict(name="gcn", in_features=128, hidden=256, layers=2, num_nodes=20000,
+                   num_classes=5), 2),
 ]
 DEVICES = (1, 2, 4, 8, 64, 512)
 MEASURED = (2, 4)

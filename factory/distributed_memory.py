@@ -64,8 +64,9 @@ MiB = 1024 ** 2
 STRATEGIES = ("ddp", "fsdp")
 MMAP_THRESHOLD_MAX = 32 * MiB   # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
 FSDP_CPU_HEAP_FACTOR = 4.5
-"""Resident heap left by FSDP2's per-step full-size buffers on CPU, in units' bytes (fit: an MLP
-of four 16 MiB units, Gloo, 2 and 4 ranks; the worst rank)."""
+"""Resident heap left by FSDP2's per-step full-size buffers on CPU, in units' bytes. Fitted to one
+model: mlp(in_features=256, hidden=2048, depth=4), three 16 MiB units, global batch 256, Gloo:
+worst rank 436 MiB at 2 ranks and 405 MiB at 4, of which the FSDP tensors traced are 156 and 108."""
 DDP_CPU_OVERHEAD = 8 * MiB
 """DDP on Gloo beyond the single-device step and its buckets: the reducer's autograd hooks and
 bucket views, Gloo's pair buffers and threads (measured +6 to +12 MiB at 2 ranks for an MLP, a

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 
 
@@ -194,7 +195,15 @@ def main(argv: list[str]) -> int:
         if "losses" in result:
             out["losses"] = result["losses"]
         print(json.dumps(out), flush=True)
-    zd.teardown()
+    if zd.is_initialized():
+        # Leave without destroying the Gloo group: when one rank's destruction closes its sockets
+        # while another's Gloo thread still reads them, that thread throws and the process aborts
+        # ("terminate called without an active exception"), failing a finished run. The barrier
+        # makes every rank done with its collectives; the kernel closes the sockets at exit.
+        dist.barrier()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
