@@ -170,11 +170,16 @@ def launch(request: dict, nproc: int = 1, timeout: float = 300.0) -> dict:
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
                "--master_addr=127.0.0.1", f"--master_port={free_port()}", *probe]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"distributed probe failed (exit {proc.returncode}): "
-                           f"{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    for attempt in (1, 2):
+        # One retry, on a fresh port: on a loaded machine a rendezvous port can be taken between
+        # free_port() and torchrun binding it, and the run then fails before any step.
+        if attempt == 2 and nproc > 1:
+            cmd[5] = f"--master_port={free_port()}"
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        if proc.returncode == 0:
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+    raise RuntimeError(f"distributed probe failed twice (exit {proc.returncode}): "
+                       f"{proc.stderr[:1500]} ... {proc.stderr[-1500:]}")
 
 
 def main(argv: list[str]) -> int:
