@@ -43,6 +43,7 @@ from zoo.errors import BudgetError
 from zoo.registry import PLACEMENT_ARGS
 
 from . import policy
+from .budget_errors import at_least, budget_error
 from .counts import count_flops, input_bytes
 from .problem import Problem
 from .training_memory import MemoryEstimate, cached_training_memory, estimate_training_memory
@@ -297,7 +298,7 @@ class CandidateSearch:
             if top < 0:
                 return CandidateOutcome(cand.key, None, "rejected",
                                      f"{cand.key}: cheapest candidate needs "
-                                     f"{_at_least(cheapest.memory)}"
+                                     f"{at_least(cheapest.memory)}"
                                      f"{cheapest.memory.total / 1e9:.3g} GB to train > "
                                      f"vram_gb={prob.vram_gb:g}", cheapest, "vram_gb")
         if path[top].params <= best_params:
@@ -394,7 +395,7 @@ def search(problem: Problem, candidates: list[str], *, progress: Callable[[str],
     measured = sum(s.measured for s in searches.values())
     exported = sum(s.exported for s in searches.values())
     if best is None:
-        raise _budget_error(problem, outcomes, searches)
+        raise budget_error(problem, outcomes, searches)
     best.status = "chosen"
     reasons = []
     if cap_floor:
@@ -410,60 +411,3 @@ def search(problem: Problem, candidates: list[str], *, progress: Callable[[str],
         reasons.append(o.reason)
     reasons.append(best.reason + " -- chosen")
     return SearchResult(best.best, outcomes, tried, reasons, measured, exported, data_cap)
-
-
-def _budget_error(problem: Problem, outcomes: list[CandidateOutcome],
-                  searches: dict[str, CandidateSearch]) -> BudgetError:
-    """The budget nothing met, the cheapest candidate's cost, and a budget that would work."""
-    def cheapest(failed: str) -> CandidateOutcome | None:
-        rejected = [o for o in outcomes if o.failed == failed and o.cheapest is not None]
-        if failed == "vram_gb":
-            for o in rejected:  # the full estimate where it can be had: a budget that would work
-                searches[o.candidate].memory(o.cheapest, full=True)
-            return min(rejected, key=lambda o: o.cheapest.memory.total, default=None)
-        if failed == "latency_ms":
-            return min(rejected, key=lambda o: o.cheapest.latency.median_ms, default=None)
-        return min(rejected, key=lambda o: o.cheapest.params, default=None)
-
-    def memory_error(o: CandidateOutcome) -> BudgetError:
-        need = o.cheapest.memory.total / 1e9
-        would = _round_up(need)
-        floor = o.cheapest.memory.trace == "lower-bound"
-        works = (f"no vram_gb below {would:g} can work (a floor: weights, optimizer state and one "
-                 f"batch of inputs, not traced)" if floor else f"vram_gb >= {would:g} would work")
-        return BudgetError(
-            f"vram_gb={problem.vram_gb:g}: the cheapest candidate ({o.cheapest.label()}, "
-            f"{o.cheapest.params:,} params) needs {_at_least(o.cheapest.memory)}{need:.3g} GB to "
-            f"train at batch {problem.batch_size} with {problem.optimizer}; {works}",
-            budget="vram_gb", cheapest=o.cheapest.to_dict(), would_work=would)
-
-    o = cheapest("vram_gb")
-    if o is not None and all(x.failed == "vram_gb" for x in outcomes):
-        return memory_error(o)
-    o = cheapest("latency_ms")
-    if o is not None:
-        ms = o.cheapest.latency.median_ms
-        would = _round_up(ms / (1.0 - LATENCY_MARGIN))
-        mem = [x for x in outcomes if x.failed == "vram_gb"]
-        extra = (f" ({', '.join(x.candidate for x in mem)} did not fit vram_gb={problem.vram_gb:g})"
-                 if mem else "")
-        return BudgetError(
-            f"latency_ms={problem.latency_ms:g}: the cheapest candidate that fits memory "
-            f"({o.cheapest.label()}, {o.cheapest.params:,} params) takes {ms:.3g} ms at batch 1 "
-            f"in ONNX Runtime ({problem.provider}); the search keeps a {LATENCY_MARGIN:.0%} "
-            f"margin, so latency_ms >= {would:g} would work{extra}",
-            budget="latency_ms", cheapest=o.cheapest.to_dict(), would_work=would)
-    return memory_error(cheapest("vram_gb"))
-
-
-def _at_least(memory: MemoryEstimate) -> str:
-    return "at least " if memory.trace == "lower-bound" else ""
-
-
-def _round_up(x: float) -> float:
-    """``x`` rounded up to 2 significant digits (a budget that surely works)."""
-    if x <= 0:
-        return 0.0
-    exp = math.floor(math.log10(x)) - 1
-    step = 10.0 ** exp
-    return round(math.ceil(x / step - 1e-9) * step, max(0, -exp))

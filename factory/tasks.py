@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -92,10 +91,6 @@ class InputKind:
                     f"models' img_size is one side; every one ends in a global pool and accepts "
                     f"any size)"]
         return []
-
-    def sample_elements(self, shape: tuple[int, ...]) -> int:
-        """Input elements per sample (per graph for graphs)."""
-        return math.prod(shape)
 
 
 INPUT_KINDS: dict[str, InputKind] = {k.name: k for k in (

@@ -48,8 +48,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-import torch
-
 import zoo
 from zoo import validation
 

@@ -5,6 +5,7 @@ import pytest
 
 import zoo
 from zoo.factory import policy, search
+from zoo.factory.budget_errors import round_up
 from zoo.factory.latency import LatencyResult
 
 
@@ -53,5 +54,5 @@ def test_latency_envelope_only_falls_as_measurements_arrive():
 @pytest.mark.parametrize("x,want", [(0.0021, 0.0021), (0.00213, 0.0022), (7.2, 7.2), (7.21, 7.3),
                                     (123.4, 130.0), (0.0, 0.0)])
 def test_would_work_is_rounded_up_to_two_significant_digits(x, want):
-    assert search._round_up(x) == pytest.approx(want)
-    assert search._round_up(x) >= x
+    assert round_up(x) == pytest.approx(want)
+    assert round_up(x) >= x
