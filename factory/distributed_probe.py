@@ -117,7 +117,7 @@ def memory(req: dict) -> dict:
     from zoo.factory.train_step import make_inputs, make_loss, make_optimizer
 
     world, steps = zd.world_size(), int(req["steps"])
-    local = int(req["batch_size"]) // world
+    local = -(-int(req["batch_size"]) // world)   # ceil(B / N), as the estimator (at least 1)
     torch.manual_seed(0)
     model = zoo.from_config(req["config"]).train()
     if req["strategy"] == "fsdp":
