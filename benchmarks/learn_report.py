@@ -49,6 +49,8 @@ def summarize(runs: list[dict]) -> list[dict]:
                     "seconds_per_epoch": _mean(r.get("seconds_per_epoch") for r in ok),
                     "best_epoch": _mean(r.get("best_epoch") for r in ok),
                     "epochs_run": _mean(r.get("epochs_run") for r in ok),
+                    "epochs_min": min((r["epochs_run"] for r in ok), default=None),
+                    "epochs_max": max((r["epochs_run"] for r in ok), default=None),
                     "errors": len(rs) - len(ok),
                     "error": next((r["error"] for r in rs if "error" in r), None)})
     return out
@@ -106,9 +108,18 @@ def stem_table(summary: list[dict], datasets: dict) -> list[dict]:
             rows.append({"dataset": name, "input": "x".join(map(str, d["input_shape"][1:])), "n": n,
                          "model": model, "small": _score(small), "imagenet": _score(imnet),
                          "gap_points": gap, "small_wins": None if gap is None else gap > 0,
+                         "epochs": f"{_epochs(small)} / {_epochs(imnet)}",
                          "s_epoch_small": small and small["seconds_per_epoch"],
                          "s_epoch_imagenet": imnet and imnet["seconds_per_epoch"]})
     return rows
+
+
+def _epochs(row: dict | None) -> str:
+    """Epochs run, mean over seeds, and their range: what the budget let a model reach."""
+    if row is None or row["epochs_run"] is None:
+        return "-"
+    lo, hi = row["epochs_min"], row["epochs_max"]
+    return f"{row['epochs_run']:.0f}" + ("" if lo == hi else f" [{lo}-{hi}]")
 
 
 def _best_of_family(rows: list[dict], family: str) -> dict | None:
@@ -135,6 +146,7 @@ def series_table(summary: list[dict], datasets: dict) -> list[dict]:
         row = {"dataset": name, "length": d["input_shape"][0], "n": n}
         for fam, head in SERIES_FAMILIES:
             row[head] = _score(best[fam]) + (f" ({best[fam]['candidate']})" if best[fam] else "")
+            row[f"{fam}_epochs"] = _epochs(best[fam])
         t, l, m = (best[f] and best[f]["score"] for f in ("tcn", "lstm", "mlp"))
         row["tcn_minus_lstm"] = None if t is None or l is None else 100 * (t - l)
         row["tcn_minus_mlp"] = None if t is None or m is None else 100 * (t - m)
@@ -156,21 +168,25 @@ def print_all(results: dict, file=None) -> None:
     b = results.get("budgets", {})
     epochs = b.get("epochs") or "fit's default"
     print(f"\nissue 8, stems: same zoo.fit budget ({epochs} epochs or {b.get('time_budget_s')} s), "
-          f"seeds {results.get('seeds')}, largest n; accuracy % mean [min-max]", file=file)
+          f"seeds {results.get('seeds')}, largest n; accuracy % mean [min-max]; epochs reached mean "
+          f"[min-max]", file=file)
     stems = stem_table(summary, datasets)
     if stems:
         print_table(stems, [("dataset", "data"), ("input", "input"), ("n", "n"), ("model", "model"),
                             ("small", "stem small"), ("imagenet", "stem imagenet"),
-                            ("gap_points", "small - imagenet", _points)], file=file)
+                            ("gap_points", "small - imagenet", _points),
+                            ("epochs", "epochs small / imagenet")], file=file)
     else:
         print("  (no stem pairs in these results)", file=file)
-    print("\nissue 8, long series: each family at its best multiplier on validation, same budget; "
-          "accuracy % mean [min-max]", file=file)
+    print(f"\nissue 8, long series: each family at its best multiplier on validation, same zoo.fit "
+          f"budget ({epochs} epochs or {b.get('time_budget_s')} s), seeds {results.get('seeds')}, "
+          f"largest n; accuracy % mean [min-max]; epochs reached mean [min-max]", file=file)
     series = series_table(summary, datasets)
     if series:
         print_table(series, [("dataset", "data"), ("length", "T"), ("n", "n")]
                     + [(h, h) for _, h in SERIES_FAMILIES]
-                    + [("tcn_minus_lstm", "tcn - lstm", _points), ("tcn_minus_mlp", "tcn - mlp", _points)],
+                    + [("tcn_minus_lstm", "tcn - lstm", _points), ("tcn_minus_mlp", "tcn - mlp", _points)]
+                    + [(f"{f}_epochs", f"epochs {f}") for f, _ in SERIES_FAMILIES],
                     file=file)
     else:
         print("  (no long-series results)", file=file)

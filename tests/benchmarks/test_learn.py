@@ -96,6 +96,7 @@ def test_stem_table_compares_twins_at_the_largest_n():
     assert row["n"] == 100 and row["input"] == "8x8"
     assert row["gap_points"] == pytest.approx(100 * (0.92 - 0.55))
     assert row["small"] == "92.0 [90.0-94.0]" and row["small_wins"] is True
+    assert row["epochs"] == "5 / 5"  # epochs reached by each twin (the fixture's runs: 5)
 
 
 def test_series_table_chooses_multiplier_on_validation():
@@ -109,6 +110,7 @@ def test_series_table_chooses_multiplier_on_validation():
     assert "(tcn-x0.5)" in row["tcn"]
     assert row["tcn_minus_lstm"] == pytest.approx(30.0) and row["tcn_minus_mlp"] == pytest.approx(-1.0)
     assert row["tcn_beats_lstm"] is True and row["tcn_within_2_of_mlp"] is True
+    assert row["tcn_epochs"] == "5"
 
 
 def test_summarize_counts_failures_apart():
