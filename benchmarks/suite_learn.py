@@ -114,6 +114,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plots", default=None, metavar="DIR",
                         help="folder for one PNG per data set (default: beside the JSON, <stem>_plots)")
     parser.add_argument("--resume", action="store_true", help="keep runs already in the JSON, run the rest")
+    parser.add_argument("--check", action="store_true",
+                        help="the factory's pick vs the best candidate and linear on every set of the JSON "
+                             "(benchmarks/learn_check.py); exit 1 unless it holds")
     parser.add_argument("--tables", action="store_true",
                         help="print the summary and issue-8 tables from the JSON and exit (no training)")
 
@@ -293,6 +296,9 @@ def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.tables:
         return R.print_saved(settings["json"])
+    if args.check:
+        from .learn_check import check
+        return check(settings["json"], args=vars(args))
     import torch
 
     from zoo.factory.timing import physical_cores, runtime_info

@@ -9,6 +9,7 @@ train mode carrying ``model.spec`` (:class:`zoo.factory.spec.ModelSpec`, assembl
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -30,7 +31,8 @@ def build(task: str, n_samples: int, vram_gb: float | None, latency_ms: float | 
           input_shape=None, num_classes: int | None = None, batch_size: int | None = None,
           optimizer: str = "adam", dtype: str = "float32", device: str = "cpu",
           families=None, seed: int = 0, progress: bool = False,
-          n_edges: int | None = None) -> nn.Module:
+          n_edges: int | None = None, train_budget_s: float | None = None,
+          epochs: int | None = None) -> nn.Module:
     """The largest model whose inductive bias fits ``task`` that the data supports, that trains in
     ``vram_gb`` and answers in ``latency_ms``.
 
@@ -54,6 +56,11 @@ def build(task: str, n_samples: int, vram_gb: float | None, latency_ms: float | 
         seed: seeds the returned model's initialisation.
         progress: show a progress bar (tqdm, on stderr) while searching.
         n_edges: node classification only: edges in the graph (default 10 per node).
+        train_budget_s: seconds of training the user can spend (None: no bound). Only models
+            whose estimated time per epoch (:mod:`zoo.factory.train_time`) times the epochs they
+            need fit in it are kept.
+        epochs: the epochs the model must get within ``train_budget_s`` (default: what
+            learn.json says a model that learns needed, :func:`zoo.factory.policy.epochs_needed`).
 
     Returns a real model in train mode with ``model.spec`` (:class:`zoo.factory.spec.ModelSpec`).
     Raises ``ValueError`` naming a bad argument (before any work) and :class:`zoo.BudgetError`
@@ -66,7 +73,8 @@ def build(task: str, n_samples: int, vram_gb: float | None, latency_ms: float | 
     problem = Problem.from_arguments(task, n_samples, vram_gb, latency_ms, input_shape=input_shape,
                                      num_classes=num_classes, batch_size=batch_size,
                                      optimizer=optimizer, dtype=dtype, device=device,
-                                     families=families, n_edges=n_edges)
+                                     families=families, n_edges=n_edges,
+                                     train_budget_s=train_budget_s, epochs=epochs)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -79,6 +87,7 @@ def build(task: str, n_samples: int, vram_gb: float | None, latency_ms: float | 
             bar.update(1)
 
     try:
+        _check_train_budget(problem)
         result = search.search(problem, problem.candidates, progress=report)
         chosen = result.chosen
         if chosen.memory is None:  # cost the winner in full for the record
@@ -92,9 +101,73 @@ def build(task: str, n_samples: int, vram_gb: float | None, latency_ms: float | 
     torch.manual_seed(seed)
     model = zoo.from_config(chosen.config, device=problem.device, dtype=torch_dtype(problem.dtype))
     model.train()
+    result.evidence = evidence_reasons(problem, chosen)
     model.spec = ModelSpec.from_search(problem, result, flops=flops,
                                        seconds=time.perf_counter() - t0)
+    _training_time(model.spec, problem, chosen, flops)
     return model
+
+
+def _check_train_budget(problem: Problem) -> None:
+    """BudgetError naming ``train_budget_s`` when no candidate's smallest model gets the epochs it
+    needs within it (times a few real steps of each candidate's smallest model)."""
+    if problem.train_budget_s is None:
+        return
+    from . import train_time
+    from .budget_errors import round_up
+
+    need = {}
+    for key in problem.candidates:
+        path = search.candidate_path(problem, policy.CANDIDATES[key])
+        flops = count_flops(path[0].config, input_kwargs=problem.input_kwargs)
+        need[key] = train_time.estimate(problem, path[0].config, flops,
+                                        path=[p.config for p in path]) * problem.epochs_needed
+    key = min(need, key=need.get)
+    if need[key] > problem.train_budget_s:
+        would = round_up(need[key])
+        raise BudgetError(
+            f"train_budget_s={problem.train_budget_s:g}: the fastest candidate ({key}, smallest "
+            f"model) needs ~{need[key]:.3g} s for the {problem.epochs_needed} epochs it needs "
+            f"(estimated here: timed steps, FLOPs); train_budget_s >= {would:g} would work, or "
+            f"fewer epochs", budget="train_budget_s", would_work=would)
+
+
+def _training_time(spec: ModelSpec, problem: Problem, chosen, flops: int) -> None:
+    """The chosen model's estimated seconds per epoch and the epochs ``train_budget_s`` allows,
+    into ``spec.budgets`` (estimated only when a budget or ``epochs`` was given: it times a few
+    real steps)."""
+    if problem.train_budget_s is None and problem.epochs is None:
+        return
+    from . import train_time
+
+    path = search.candidate_path(problem, policy.CANDIDATES[chosen.candidate])
+    s = train_time.estimate(problem, chosen.config, flops, path=[p.config for p in path])
+    spec.budgets["seconds_per_epoch"] = round(s, 4)
+    spec.budgets["epochs_needed"] = problem.epochs_needed
+    if problem.train_budget_s is not None:
+        spec.budgets["epochs_allowed"] = int(problem.train_budget_s // s)
+        spec.reasons.append(f"training budget {problem.train_budget_s:g} s: ~{s:.3g} s per epoch "
+                            f"here (timed steps, FLOPs), {int(problem.train_budget_s // s):,} "
+                            f"epochs allowed; {problem.epochs_needed} needed")
+
+
+def evidence_reasons(problem: Problem, chosen) -> list[str]:
+    """What learn.json says at this data size for this kind (the nearest measured n)."""
+    rows = policy.evidence_rows(problem.task.input_kind)
+    if not rows:
+        return [f"no learn.json evidence for {problem.task.input_kind} inputs: the seed's rules"]
+    n = problem.n_samples
+    near = sorted(rows, key=lambda r: abs(math.log(r["n"] / n)))[:3]
+    out = []
+    for r in near:
+        text = (f"learn.json, {r['dataset']} at n={r['n']:,}: best {r['best']} "
+                f"({r['best_params']:,} parameters, {r['best_score']:g} points)")
+        if r.get("larger_worse"):
+            text += f"; larger, > 2 points lower: {', '.join(r['larger_worse'])}"
+        if r.get("larger_within"):
+            text += f"; larger, within 2: {', '.join(r['larger_within'])}"
+        out.append(text)
+    return out
 
 
 def _check_weights_fit(config: dict, problem: Problem) -> None:

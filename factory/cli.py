@@ -11,7 +11,13 @@ Each command module adds its sub-parser with ``add_subparser(subparsers)``, sett
 
 prints the decision (the model, its costs against the budgets, the reasons) -- or the spec as
 JSON with ``--json`` -- and with ``--out`` writes ``model.safetensors``, ``model.onnx`` and
-``spec.json`` there, each atomically.
+``spec.json`` there, each atomically. ``--data FILE`` (:mod:`zoo.factory.data_files`) reads
+``--n-samples``, ``--input-shape`` and ``--num-classes`` from the data; ``--train`` then trains the
+pick on it with :func:`zoo.fit` (``--train-budget-s`` seconds, ``--epochs``) and writes the trained
+weights with ``history.json`` and the learning curve ``curve.png`` beside the spec:
+
+    zoo build image-classification --vram-gb none --latency-ms none --data digits.npz \\
+        --train --train-budget-s 60 --out out/
 """
 from __future__ import annotations
 
@@ -49,8 +55,8 @@ def add_subparser(sub) -> None:
                                    "and machine.",
                        epilog="tasks: " + ", ".join(TASKS))
     p.add_argument("task", help="one of: " + ", ".join(TASKS))
-    p.add_argument("--n-samples", type=int, required=True,
-                   help="training samples (nodes for node tasks)")
+    p.add_argument("--n-samples", type=int,
+                   help="training samples (nodes for node tasks); inferred with --data")
     p.add_argument("--vram-gb", type=_budget, required=True,
                    help="training memory budget in GB ('none': no bound)")
     p.add_argument("--latency-ms", type=_budget, required=True,
@@ -66,6 +72,15 @@ def add_subparser(sub) -> None:
     p.add_argument("--n-edges", type=int, help="edges of the graph (node tasks; default 10/node)")
     p.add_argument("--seed", type=int, default=0, help="seed of the returned model's weights")
     p.add_argument("--out", type=Path, help="write model.safetensors, model.onnx, spec.json here")
+    p.add_argument("--data", type=Path, help=".npz (X, y; graphs x, edge_index, y) or .csv "
+                   "(with --target): n-samples, input-shape and num-classes are read from it")
+    p.add_argument("--target", help="the label column of a .csv --data file")
+    p.add_argument("--train", action="store_true", help="train the pick on --data with zoo.fit "
+                   "(20%% validation split) and write the trained weights, curve.png, history.json")
+    p.add_argument("--train-budget-s", type=float, help="seconds of training: only models that get "
+                   "the epochs they need in it (the evidence's, or --epochs)")
+    p.add_argument("--epochs", type=int, help="epochs the model must get in --train-budget-s "
+                   "(and --train's epochs)")
     p.add_argument("--json", action="store_true", help="print the spec as JSON, not the report")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_build)
@@ -87,13 +102,46 @@ def write_outputs(model, out: Path) -> list[Path]:
 def cmd_build(args: argparse.Namespace) -> int:
     import zoo
 
+    from .data_files import flatten_if, infer
+
     families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else None
-    model = zoo.build(args.task, args.n_samples, args.vram_gb, args.latency_ms,
-                      input_shape=args.input_shape, num_classes=args.num_classes,
+    data = None
+    n, shape, classes, edges = args.n_samples, args.input_shape, args.num_classes, args.n_edges
+    if args.data is not None:
+        data = infer(args.data, args.task, target=args.target)
+        n = n or data.n_samples
+        shape = shape or data.input_shape
+        classes = classes or data.num_classes
+        edges = edges or data.n_edges
+    elif args.train:
+        raise ValueError("train=True is not accepted: expected --data FILE to train on")
+    if n is None:
+        raise ValueError("n_samples=None is not accepted: expected --n-samples N or --data FILE")
+    if args.train and args.out is None:
+        raise ValueError("out=None is not accepted: expected --out DIR with --train")
+    model = zoo.build(args.task, n, args.vram_gb, args.latency_ms,
+                      input_shape=shape, num_classes=classes,
                       batch_size=args.batch_size, optimizer=args.optimizer, dtype=args.dtype,
                       device=args.device, families=families, seed=args.seed,
-                      progress=not args.quiet, n_edges=args.n_edges)
+                      progress=not args.quiet, n_edges=edges,
+                      train_budget_s=args.train_budget_s, epochs=args.epochs)
+    if args.train:
+        train = flatten_if(model, data.train)
+        val = None if len(train) == 4 else 0.2  # graphs: the nodes of train_mask, no split
+        history = zoo.fit(model, train, val, epochs=args.epochs, time_budget_s=args.train_budget_s,
+                          seed=args.seed, progress=not args.quiet)
+        model.spec.reasons.append(f"trained with zoo.fit on {args.data}: best validation "
+                                  f"{history.metric} {history.best.get('val_metric') if history.best else None}"
+                                  f" at epoch {history.best_epoch} of {len(history.epochs)}")
     written = write_outputs(model, args.out) if args.out is not None else []
+    if args.train:
+        import json
+
+        from zoo.atomic import write_text_atomic
+
+        write_text_atomic(args.out / "history.json", json.dumps(history.to_dict(), indent=2) + "\n")
+        history.plot(args.out / "curve.png")  # atomic itself
+        written += [args.out / "history.json", args.out / "curve.png"]
     if args.json:
         print(model.spec.to_json())
     else:

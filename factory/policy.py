@@ -31,6 +31,15 @@ from dataclasses import dataclass, field
 
 from .tasks import TASKS  # noqa: F401  (the tasks the rules serve; zoo.factory.check reads them here)
 
+
+def _fit() -> dict:
+    """The fitted constants (``factory/policy_fit.py``), or {} where they were never generated."""
+    try:
+        from .policy_fit import FIT as fitted
+    except ImportError:
+        return {}
+    return fitted
+
 # ---------------------------------------------------------------------------------------------------
 # Candidates and their search bounds
 # ---------------------------------------------------------------------------------------------------
@@ -49,14 +58,33 @@ class Candidate:
     depth: tuple[float, float] | None
     reason: str
     fixed: dict = field(default_factory=dict)
+    flat: bool = False  # takes each sample flattened to one feature vector (C*H*W or T*F)
 
 
 CANDIDATES: dict[str, Candidate] = {c.key: c for c in (
     Candidate("linear", "linear", None, None,
            "y = Wx + b: the baseline every tabular task starts from; nothing to scale"),
-    Candidate("mlp", "mlp", (0.25, 4.0), (0.5, 2.0),
-           "hidden width 64-1024 (x256), 1-4 hidden layers (x2): an MLP has no skip connections, "
-           "so it stays at <= 4 hidden layers"),
+    Candidate("mlp", "mlp", (0.125, 4.0), None,
+           "hidden width 32-1024 (x256) at 2 hidden layers, the depth learn.json measured "
+           "(the seed's bound of <= 4 layers without skip connections holds)"),
+    Candidate("linear-flat", "linear", None, None,
+           "the linear baseline over the flattened input (image pixels, series steps x features)",
+           flat=True),
+    Candidate("mlp-flat", "mlp", (0.125, 1.0), None,
+           "an MLP of 2 hidden layers (32-256 wide) over the flattened input: on small images and "
+           "small sets of series it learns where deep nets do not (issue 8, learn.json); bounded at "
+           "x1, the widest learn.json measured, so that a wider family (a conv net) that the data "
+           "allows is preferred to an MLP stretched beyond the evidence", flat=True),
+    Candidate("resnet18-small", "resnet18", (0.25, 2.0), (1.0, 2.0),
+           "ResNet-18 with the small stem (3x3 stride 1, no max-pool: He et al. 2016 for CIFAR) for "
+           "inputs <= 64 px, from x0.25 (16-128 channels, the width learn.json measured)",
+           fixed={"stem": "small"}),
+    Candidate("mobilenetv2-small", "mobilenetv2", (0.35, 1.4), (1.0, 1.5),
+           "MobileNetV2 with the small stem (stride 1 in the stem and first stride-2 stage)",
+           fixed={"stem": "small"}),
+    Candidate("tcn", "tcn", (0.25, 2.0), None,
+           "temporal CNN (1-D residual convolutions, Wang et al. 2017) at the depth learn.json "
+           "measured; width x0.25-2"),
     Candidate("resnet18", "resnet18", (1.0, 2.0), (1.0, 2.0),
            "basic-block ResNet from ResNet-18 (64-512 channels, 18 layers) up to twice as wide "
            "and deep (34 layers); narrower stages fall below the 64-512 channel pattern, where "
@@ -100,8 +128,11 @@ CANDIDATES: dict[str, Candidate] = {c.key: c for c in (
 class Rule:
     """``candidates`` (keys of :data:`CANDIDATES`) join when every condition in ``when`` holds.
 
-    Conditions (all optional): ``min_samples``; ``min_seq_len`` (sequence steps); ``min_img_size`` (the shorter image side); ``no_latency_budget`` (True: only when
-    ``latency_ms`` is None).
+    Conditions (all optional): ``min_samples``; ``min_seq_len`` / ``max_seq_len`` (sequence
+    steps); ``min_img_size`` /
+    ``max_img_size`` (the shorter image side); ``no_latency_budget`` (True: only when
+    ``latency_ms`` is None). Only ``min_samples`` varies with the data's size, and only upwards:
+    more data never removes a candidate.
     """
     name: str
     input_kind: str
@@ -114,25 +145,72 @@ LARGE_IMAGE_DATA = 500_000
 LARGE_IMAGE_SIDE = 128
 LONG_SEQUENCE = 100
 TRANSFORMER_MIN_SAMPLES = 10_000
-TABULAR_MLP_MIN_SAMPLES = 1_000
+
+# Evidence-fitted constants (``factory/policy_fit.py``, written by ``python -m
+# zoo.benchmarks.fit_policy`` from benchmarks/results/learn*.json, never from a held-out set).
+# Each one below names the rows it came from (the ``*_rows`` texts travel into the rules' reasons).
+FIT = _fit()
+_MS = FIT.get("min_samples", {})
+_MS_ROWS = FIT.get("min_samples_rows", {})
+
+
+def _min_samples(key: str, seed_value: int) -> tuple[int, str]:
+    """The fitted threshold of ``key`` and its evidence; the seed's value where no rows exist."""
+    rows = _MS_ROWS.get(key, "no rows")
+    if rows == "no rows":
+        return seed_value, f"no learn.json rows: the seed's {seed_value:,} kept"
+    value = _MS.get(key)
+    if value is None:  # never good up to the largest n measured: beyond it, the seed's value
+        top = (FIT.get("min_samples_max_n") or {}).get(key) or 0
+        return (max(seed_value, top + 1),
+                f"never within 2 points of the best up to n = {top:,} in learn.json ({rows}); "
+                f"beyond the evidence the seed's {seed_value:,}")
+    return value, f"learn.json: {rows}"
+
+
+# tabular: the seed's decision tree says a small MLP from 1k rows; the evidence (iris,
+# breast_cancer, diabetes) has MLPs within 2 points of the best from a few dozen rows.
+TABULAR_MLP_MIN_SAMPLES, _TAB_MLP_WHY = _min_samples("mlp", 1_000)
+# small images (<= SMALL_STEM_MAX_SIDE px): conv nets with the small stem join from this many
+# images (digits at 3 sizes, mnist5k); a flat MLP is always a candidate there.
+SMALL_STEM_MAX_SIDE = int((FIT.get("small_stem") or {}).get("value") or 64)
+_STEM_WHY = (FIT.get("small_stem") or {}).get("rows", "He et al. 2016's CIFAR stem")
+IMAGE_CONV_MIN_SAMPLES, _CONV_WHY = _min_samples("resnet18-small", 10_000)
+IMAGE_MBV2_MIN_SAMPLES, _MBV2_WHY = _min_samples("mobilenetv2-small", 10_000)
+# sequences: the temporal CNN and the LSTM join from these sizes; a flat MLP always.
+SEQ_TCN_MIN_SAMPLES, _TCN_WHY = _min_samples("tcn", 1_000)
+SEQ_LSTM_MIN_SAMPLES, _LSTM_WHY = _min_samples("lstm", 1_000)
 
 RULES: tuple[Rule, ...] = (
     # tabular
     Rule("tabular-mlp", "tabular", ("mlp",),
-         f"tabular data with >= {TABULAR_MLP_MIN_SAMPLES:,} samples: a small MLP (the seed's "
-         "decision tree: 1k-100k samples -> small MLP)",
+         f"tabular data with >= {TABULAR_MLP_MIN_SAMPLES:,} samples: an MLP of 2 hidden layers "
+         f"(the seed said 1k; fitted: {_TAB_MLP_WHY})",
          {"min_samples": TABULAR_MLP_MIN_SAMPLES}),
     Rule("tabular-linear", "tabular", ("linear",),
-         "tabular data: the linear baseline is always a candidate, and the only one under "
-         f"{TABULAR_MLP_MIN_SAMPLES:,} samples (start simple; Occam's razor)"),
-    # images: grid-structured -> CNN
+         "tabular data: the linear baseline is always a candidate (start simple; Occam's razor)"),
+    # small images (the only sizes learn.json has): flat MLP always, conv nets with the small stem
+    Rule("image-small-resnet", "image", ("resnet18-small",),
+         f"images <= {SMALL_STEM_MAX_SIDE} px with >= {IMAGE_CONV_MIN_SAMPLES:,} images: ResNet-18 "
+         f"with the 3x3 stride-1 stem (He et al. 2016 CIFAR; {_STEM_WHY}); joins at: {_CONV_WHY}",
+         {"min_samples": IMAGE_CONV_MIN_SAMPLES, "max_img_size": SMALL_STEM_MAX_SIDE}),
+    Rule("image-small-mobilenet", "image", ("mobilenetv2-small",),
+         f"images <= {SMALL_STEM_MAX_SIDE} px with >= {IMAGE_MBV2_MIN_SAMPLES:,} images: "
+         f"MobileNetV2 with the small stem; joins at: {_MBV2_WHY}",
+         {"min_samples": IMAGE_MBV2_MIN_SAMPLES, "max_img_size": SMALL_STEM_MAX_SIDE}),
+    Rule("image-small-mlp", "image", ("mlp-flat", "linear-flat"),
+         f"images <= {SMALL_STEM_MAX_SIDE} px: an MLP (and the linear baseline) over the flattened "
+         "pixels is always a candidate (digits: 99% where an ImageNet-stem MobileNetV2 stayed at "
+         "chance, issue 8)", {"max_img_size": SMALL_STEM_MAX_SIDE}),
+    # larger images: no learn.json evidence (every set there is <= 28 px): the seed's rules kept
     Rule("image-bottleneck", "image", ("resnet50",),
          f"large data (>= {LARGE_IMAGE_DATA:,} images) and inputs (>= {LARGE_IMAGE_SIDE} px): "
          "bottleneck blocks join the candidates (ResNet-50 and deeper, as for ImageNet)",
          {"min_samples": LARGE_IMAGE_DATA, "min_img_size": LARGE_IMAGE_SIDE}),
     Rule("image-resnet", "image", ("resnet18",),
-         "images are grids: a CNN's locality and weight sharing fit them; a basic-block ResNet "
-         "by default (skip connections, balanced 64-512 channels)"),
+         f"images > {SMALL_STEM_MAX_SIDE} px are grids: a CNN's locality and weight sharing fit "
+         "them; a basic-block ResNet with the ImageNet stem (no learn.json rows at this size)",
+         {"min_img_size": SMALL_STEM_MAX_SIDE + 1}),
     Rule("image-se-bottleneck", "image", ("seresnet50",),
          "no latency budget: squeeze-and-excitation is cheap (~10% parameters, <1% FLOPs; its "
          "latency cost on CPU is what makes it expensive elsewhere)",
@@ -140,27 +218,35 @@ RULES: tuple[Rule, ...] = (
           "no_latency_budget": True}),
     Rule("image-se", "image", ("seresnet18",),
          "no latency budget: squeeze-and-excitation is cheap (~10% parameters, <1% FLOPs)",
-         {"no_latency_budget": True}),
+         {"no_latency_budget": True, "min_img_size": SMALL_STEM_MAX_SIDE + 1}),
     Rule("image-mobilenet", "image", ("mobilenetv2",),
          "MobileNetV2 where latency binds or the data is small: designed for it (0.35-1.4 width), "
-         "it covers the sizes below ResNet-18"),
+         "it covers the sizes below ResNet-18", {"min_img_size": SMALL_STEM_MAX_SIDE + 1}),
     Rule("image-mobilenet-se", "image", ("mobilenetv2-se",),
          "no latency budget: MobileNetV2 with squeeze-and-excitation is a candidate too",
-         {"no_latency_budget": True}),
+         {"no_latency_budget": True, "min_img_size": SMALL_STEM_MAX_SIDE + 1}),
     # sequences
     Rule("sequence-transformer", "sequence", ("transformer",),
          f"long sequences (>= {LONG_SEQUENCE} steps) and >= {TRANSFORMER_MIN_SAMPLES:,} samples: "
          "a pre-norm Transformer (attention reaches every step; never on < 10k samples, whose "
-         "weak inductive bias needs data)",
+         "weak inductive bias needs data; learn.json has no set that large)",
          {"min_seq_len": LONG_SEQUENCE, "min_samples": TRANSFORMER_MIN_SAMPLES}),
+    Rule("sequence-tcn", "sequence", ("tcn",),
+         f"sequences with >= {SEQ_TCN_MIN_SAMPLES:,} samples: the temporal CNN (1-D residual "
+         f"convolutions, Wang et al. 2017); joins at: {_TCN_WHY}",
+         {"min_samples": SEQ_TCN_MIN_SAMPLES}),
     Rule("sequence-lstm", "sequence", ("lstm",),
-         f"sequences: an LSTM (temporal inductive bias) for short ones (< {LONG_SEQUENCE} steps), "
-         "and for long ones on small data"),
+         f"short sequences (< {LONG_SEQUENCE} steps) with >= {SEQ_LSTM_MIN_SAMPLES:,} samples: an "
+         f"LSTM (the seed: LSTMs for short sequences; on long ones it stayed near chance in "
+         f"learn.json, GunPoint/ArrowHead/Tecator); joins at: {_LSTM_WHY}",
+         {"min_samples": SEQ_LSTM_MIN_SAMPLES, "max_seq_len": LONG_SEQUENCE - 1}),
+    Rule("sequence-mlp", "sequence", ("mlp-flat", "linear-flat"),
+         "sequences: an MLP (and the linear baseline) over the flattened series is always a "
+         "candidate (GunPoint: 95% where an LSTM stayed at chance, issue 8)"),
     # graphs
     Rule("graph-gcn", "graph", ("gcn",),
          "graph-structured data: a GCN (message passing over the edges), 2-3 layers"),
 )
-
 
 
 def rule_matches(rule: Rule, *, n_samples: int, seq_len: int | None, img_size: int | None,
@@ -171,6 +257,10 @@ def rule_matches(rule: Rule, *, n_samples: int, seq_len: int | None, img_size: i
     if "min_seq_len" in w and (seq_len is None or seq_len < w["min_seq_len"]):
         return False
     if "min_img_size" in w and (img_size is None or img_size < w["min_img_size"]):
+        return False
+    if "max_seq_len" in w and (seq_len is None or seq_len > w["max_seq_len"]):
+        return False
+    if "max_img_size" in w and (img_size is None or img_size > w["max_img_size"]):
         return False
     if w.get("no_latency_budget") and latency_ms is not None:
         return False
@@ -197,19 +287,44 @@ def allowed_candidates(input_kind: str, *, n_samples: int, seq_len: int | None =
 
 @dataclass(frozen=True)
 class CapacityRule:
-    """``cap(n) = A n^b``, the power law through two known-good (samples, parameters) pairs."""
+    """``cap(n) = k n`` up to ``n_max``, the largest n learn.json measured for this kind (``k``
+    parameters per sample, fitted there); beyond it ``max(k n_max, min(k n, A n^b))``: the power
+    law through two known-good large-data (samples, parameters) pairs bounds the cap where
+    learn.json has no rows. Monotone in n. Without fitted rows: ``A n^b`` alone."""
     input_kind: str
     anchors: tuple[tuple[float, float], tuple[float, float]]
     reason: str
+    per_sample: float | None = None
+    evidence: str = ""
+    n_max: int = 0
 
     @property
     def exponent(self) -> float:
         (n1, p1), (n2, p2) = self.anchors
         return math.log(p2 / p1) / math.log(n2 / n1)
 
-    def cap(self, n_samples: int) -> int:
+    def anchor_cap(self, n_samples: int) -> int:
         (n1, p1), _ = self.anchors
         return int(p1 * (n_samples / n1) ** self.exponent)
+
+    def cap(self, n_samples: int) -> int:
+        anchored = self.anchor_cap(n_samples)
+        if self.per_sample is None:
+            return anchored
+        k = self.per_sample
+        if n_samples <= self.n_max:
+            return int(k * n_samples)
+        return int(max(k * self.n_max, min(k * n_samples, anchored)))
+
+
+def _per_sample(kind: str) -> tuple[float | None, str, int]:
+    c = (FIT.get("capacity") or {}).get(kind) or {}
+    k = c.get("params_per_sample")
+    if k is None:
+        return None, "no learn.json rows: the anchors alone", 0
+    return k, (f"k = {k:g} parameters per sample up to n = {c.get('max_n'):,}, fitted (k range "
+               f"{c.get('range')}; picks within 2 points of the best in {c.get('within')} groups "
+               f"of learn.json): {c.get('rows')}"), int(c.get("max_n") or 0)
 
 
 CAPACITY: dict[str, CapacityRule] = {c.input_kind: c for c in (
@@ -217,23 +332,40 @@ CAPACITY: dict[str, CapacityRule] = {c.input_kind: c for c in (
                  "ResNet-18 (11.7M) on CIFAR's 50k images and ResNet-50 (25.6M) on ImageNet's "
                  "1.2M train well: b ~= 0.25, far more parameters than samples, which weight "
                  "sharing and augmentation allow (the seed's 0.01-0.1 x samples contradicts its "
-                 "own examples)"),
+                 "own examples); below, the fitted k n", *_per_sample("image")),
     CapacityRule("tabular", ((1_000, 1e4), (100_000, 1e6)),
-                 "no weight sharing or augmentation: ~10 parameters per sample (a 2-layer MLP of "
-                 "~10k parameters for 1k rows, ~1M for 100k rows, as tabular MLPs are sized); "
-                 "the linear model is always allowed"),
+                 "no weight sharing or augmentation: ~10 parameters per sample (the seed's "
+                 "sizing); the fitted k n below it; the linear model is always allowed",
+                 *_per_sample("tabular")),
     CapacityRule("sequence", ((20_000, 2e6), (500_000, 2e7)),
                  "sequence classifiers of ~2M parameters on ~20k sequences (IMDB-sized: 25k) "
-                 "and ~20M on ~500k: b ~= 0.72"),
+                 "and ~20M on ~500k: b ~= 0.72; the fitted k n below it", *_per_sample("sequence")),
     CapacityRule("graph", ((2_708, 23e3), (169_343, 110e3)),
                  "node samples: Kipf & Welling's 2-layer GCN on Cora (2,708 nodes, 23k "
-                 "parameters) and OGB's 3-layer GCN on ogbn-arxiv (169k nodes, 110k): b ~= 0.38"),
+                 "parameters) and OGB's 3-layer GCN on ogbn-arxiv (169k nodes, 110k): b ~= 0.38; "
+                 "the fitted k n below it", *_per_sample("graph")),
 )}
 
 
 def capacity_cap(input_kind: str, n_samples: int) -> int:
     """Largest parameter count the data supports (monotone in ``n_samples``)."""
     return CAPACITY[input_kind].cap(n_samples)
+
+
+def epochs_needed(input_kind: str) -> int:
+    """Epochs a model that learns needed in learn.json (75th percentile of best epoch + 1 over the
+    runs within 2 points of their group's best); the training-budget filter asks for this many."""
+    e = (FIT.get("epochs_needed") or {}).get(input_kind) or {}
+    return int(e.get("value") or DEFAULT_EPOCHS_NEEDED)
+
+
+DEFAULT_EPOCHS_NEEDED = 10  # zoo.fit's minimum default epochs, where learn.json has no rows
+
+
+def evidence_rows(input_kind: str) -> list[dict]:
+    """learn.json's groups of this kind (not held out): data set, n, best candidate, its params and
+    score, and the smallest larger candidate that scored > 2 points lower."""
+    return list((FIT.get("evidence") or {}).get(input_kind, []))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -293,8 +425,8 @@ def policy_table() -> str:
     for f in CANDIDATES.values():
         lines.append(f"  {f.key}: registry {f.registry}{' ' + str(f.fixed) if f.fixed else ''}, "
                      f"width {f.width}, depth {f.depth}\n      {f.reason}")
-    lines.append("Capacity cap by data size, cap(n) = A n^b:")
+    lines.append("Capacity cap by data size, cap(n) = min(k n, A n^b):")
     for c in CAPACITY.values():
-        lines.append(f"  {c.input_kind}: anchors {c.anchors}, b = {c.exponent:.3f}\n"
-                     f"      {c.reason}")
+        lines.append(f"  {c.input_kind}: k = {c.per_sample}, anchors {c.anchors}, "
+                     f"b = {c.exponent:.3f}\n      {c.reason}\n      {c.evidence}")
     return "\n".join(lines)

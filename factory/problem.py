@@ -7,6 +7,7 @@ the candidates (or the ``families=`` asked for, resolved to candidate keys).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,14 +46,28 @@ class Problem:
     candidates: list[str] = field(default_factory=list)
     rules: list = field(default_factory=list)
     families: list | None = None
+    train_budget_s: float | None = None
+    epochs: int | None = None
+
+    @property
+    def epochs_needed(self) -> int:
+        """Epochs a model must get within ``train_budget_s``: ``epochs`` if given, else what the
+        evidence says a model that learns needed (:func:`zoo.factory.policy.epochs_needed`)."""
+        return self.epochs or policy.epochs_needed(self.task.input_kind)
 
     @property
     def loss(self) -> str:
         return self.task.loss
 
     def base_kwargs(self, registry: str) -> dict:
-        """Constructor arguments describing the input and output, as ``registry`` takes them."""
+        """Constructor arguments describing the input and output, as ``registry`` takes them.
+
+        A tabular model (linear, MLP) asked for images or series takes each sample flattened:
+        ``in_features`` = C*H*W or T*F (the policy's ``*-flat`` candidates)."""
         kw = {"num_classes": self.num_classes, **self.task.kind.to_kwargs(self.input_shape)}
+        if self.task.input_kind in ("image", "sequence") and \
+                zoo.get_entry(registry).input_kind == "tabular":
+            kw = {"num_classes": self.num_classes, "in_features": math.prod(self.input_shape)}
         accepted = zoo.get_entry(registry).defaults
         return {k: v for k, v in kw.items() if k in accepted or k == "num_classes"}
 
@@ -60,7 +75,8 @@ class Problem:
     def from_arguments(cls, task: Any, n_samples: Any, vram_gb: Any, latency_ms: Any, *,
                        input_shape: Any = None, num_classes: Any = None, batch_size: Any = None,
                        optimizer: Any = "adam", dtype: Any = "float32", device: Any = "cpu",
-                       families: Any = None, n_edges: Any = None) -> "Problem":
+                       families: Any = None, n_edges: Any = None, train_budget_s: Any = None,
+                       epochs: Any = None) -> "Problem":
         """``build``'s arguments (same names and meaning) checked and resolved.
 
         Raises ``ValueError`` naming the first bad argument; nothing is built or traced.
@@ -68,6 +84,9 @@ class Problem:
         spec_task = TASKS[validation.choice("task", task, TASKS)]
         kind = spec_task.kind
         n_samples = validation.positive_int("n_samples", n_samples)
+        train_budget_s = validation.optional(validation.positive_number, "train_budget_s",
+                                             train_budget_s)
+        epochs = validation.optional(validation.positive_int, "epochs", epochs)
         vram = validation.optional(validation.positive_number, "vram_gb", vram_gb)
         latency = validation.optional(validation.positive_number, "latency_ms", latency_ms)
         shape = kind.shape(task, input_shape)
@@ -99,7 +118,7 @@ class Problem:
                    num_classes=num_classes, batch_size=batch_size, optimizer=optimizer,
                    dtype=dtype, device=device, vram_gb=vram, latency_ms=latency,
                    input_kwargs=input_kwargs, provider=provider, candidates=candidates,
-                   rules=fired, families=families)
+                   rules=fired, families=families, train_budget_s=train_budget_s, epochs=epochs)
 
 
 MAX_CLASSES = 1_000_000
@@ -112,7 +131,8 @@ def _requested(requested: list, kind: str, allowed: list[str], n_samples: int) -
     """Candidate keys for ``requested`` names (candidate keys, registry names or registry
     families), the policy's preference order first, then the rest in the order asked."""
     here = {k: c for k, c in policy.CANDIDATES.items()
-            if zoo.get_entry(c.registry).input_kind == kind}
+            if zoo.get_entry(c.registry).input_kind == kind
+            or (c.flat and kind in ("image", "sequence"))}
     aliases = {k: {k, c.registry, zoo.get_entry(c.registry).family} for k, c in here.items()}
     names = sorted(set().union(*aliases.values()))
     keys: list[str] = []

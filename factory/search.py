@@ -42,7 +42,7 @@ import zoo
 from zoo.errors import BudgetError
 from zoo.registry import PLACEMENT_ARGS
 
-from . import policy
+from . import policy, train_time
 from .budget_errors import at_least, budget_error
 from .counts import count_flops, input_bytes
 from .problem import Problem
@@ -272,12 +272,15 @@ class CandidateSearch:
         cand, path, prob = self.cand, self.path, self.problem
         cheapest = path[0]
         # 1. the data cap (parameters), by bisection
-        top = self.largest(len(path) - 1, lambda p: p.params <= data_cap)
+        top = self.largest(len(path) - 1, lambda p: p.params <= data_cap and train_time.fits(
+            prob, p.config, self.flops(p), path=[q.config for q in path]))
         if top < 0:
             if not cap_floor:
+                why = (f"parameters > the data cap {data_cap:,}" if cheapest.params > data_cap
+                       else f"parameters, too slow to train {prob.epochs_needed} epochs in "
+                            f"train_budget_s={prob.train_budget_s:g}")
                 return CandidateOutcome(cand.key, None, "rejected",
-                                     f"{cand.key}: smallest candidate has {cheapest.params:,} "
-                                     f"parameters > the data cap {data_cap:,}",
+                                     f"{cand.key}: smallest candidate has {cheapest.params:,} {why}",
                                      cheapest, "data_cap")
             top = 0  # no candidate fits the cap: the smallest model of each is allowed
         if path[top].params <= best_params:  # memory and latency can only make it smaller

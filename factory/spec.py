@@ -97,6 +97,13 @@ class ModelSpec:
         if problem.device == "cuda" and problem.provider == "cpu":
             reasons.insert(0, "device='cuda' but this onnxruntime has no CUDA provider: latency "
                               "was measured on the CPU provider")
+        from .policy import CANDIDATES
+
+        flat = CANDIDATES[chosen.candidate].flat
+        if flat:
+            reasons.append(f"input_view 'flat': the model takes each sample flattened to "
+                           f"{chosen.config['in_features']:,} features (x.reshape(len(x), -1))")
+        reasons += list(getattr(result, "evidence", []))
         reasons += list(result.reasons)
         if chosen.memory.trace == "lower-bound":
             reasons.append("training memory is a floor (weights, optimizer state, one batch of "
@@ -116,7 +123,10 @@ class ModelSpec:
                      "device": problem.device, "provider": problem.provider,
                      "input_shape": list(shape), "num_classes": problem.num_classes,
                      "n_edges": (problem.input_kwargs or {}).get("num_edges"),
-                     "latency_margin": LATENCY_MARGIN},
+                     "latency_margin": LATENCY_MARGIN,
+                     "input_view": "flat" if flat else "native",
+                     "train_budget_s": getattr(problem, "train_budget_s", None),
+                     "epochs": getattr(problem, "epochs", None)},
             data_cap=result.data_cap,
             candidates=[p.to_dict() for p in result.tried],
             rules=[{"name": r.name, "reason": r.reason} for r in problem.rules],

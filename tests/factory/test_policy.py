@@ -13,35 +13,51 @@ def families(kind, n, **kw):
 
 def test_every_family_is_a_registered_model_of_the_right_kind():
     for fam in policy.CANDIDATES.values():
-        entry = zoo.get_entry(fam.registry)
+        zoo.get_entry(fam.registry)
         assert fam.reason
         for bounds in (fam.width, fam.depth):
             assert bounds is None or 0 < bounds[0] <= bounds[1]
     for rule in policy.RULES:
         assert rule.reason and rule.candidates
         for key in rule.candidates:
-            assert zoo.get_entry(policy.CANDIDATES[key].registry).input_kind == rule.input_kind
+            cand = policy.CANDIDATES[key]
+            kind = zoo.get_entry(cand.registry).input_kind
+            # flat candidates: a tabular model over the flattened image / series
+            assert kind == rule.input_kind or (cand.flat and kind == "tabular"
+                                               and rule.input_kind in ("image", "sequence"))
 
 
-def test_tabular_linear_under_1000_samples_mlp_above():
-    assert families("tabular", 300) == ["linear"]
-    assert families("tabular", 60_000) == ["mlp", "linear"]
+def test_tabular_linear_below_the_fitted_mlp_threshold_mlp_from_it():
+    t = policy.TABULAR_MLP_MIN_SAMPLES
+    assert families("tabular", max(1, t - 1)) == ["linear"]
+    assert families("tabular", t) == ["mlp", "linear"]
 
 
-def test_images_resnet_first_mobilenet_as_fallback_bottleneck_for_large_data_and_inputs():
-    assert families("image", 50_000, img_size=32, latency_ms=30) == ["resnet18", "mobilenetv2"]
+def test_small_images_flat_mlp_always_small_stem_convs_from_the_fitted_size():
+    small = families("image", 10, img_size=8)
+    assert "mlp-flat" in small and "linear-flat" in small
+    assert not {"resnet18", "mobilenetv2", "resnet18-small"} & set(small)
+    assert "resnet18-small" in families("image", policy.IMAGE_CONV_MIN_SAMPLES, img_size=28)
+    assert "resnet18-small" not in families("image", policy.IMAGE_CONV_MIN_SAMPLES - 1, img_size=28)
+    for key in families("image", 10 ** 7, img_size=policy.SMALL_STEM_MAX_SIDE):
+        assert policy.CANDIDATES[key].flat or policy.CANDIDATES[key].fixed.get("stem") == "small"
+
+
+def test_large_images_keep_the_imagenet_stem_rules():
+    assert families("image", 50_000, img_size=224, latency_ms=30) == ["resnet18", "mobilenetv2"]
     assert families("image", 1_000_000, img_size=224, latency_ms=8) == \
         ["resnet50", "resnet18", "mobilenetv2"]
-    assert families("image", 1_000_000, img_size=32, latency_ms=8) == ["resnet18", "mobilenetv2"]
-    # SE where it is cheap: no latency budget to pay its CPU cost from
-    assert "seresnet18" in families("image", 50_000, img_size=32, latency_ms=None)
+    assert "seresnet18" in families("image", 50_000, img_size=224, latency_ms=None)
     assert "inception" not in families("image", 1_000_000, img_size=224, latency_ms=None)
 
 
-def test_sequences_lstm_short_transformer_long_never_on_small_data():
-    assert families("sequence", 20_000, seq_len=30) == ["lstm"]
-    assert families("sequence", 500_000, seq_len=2000) == ["transformer", "lstm"]
-    assert families("sequence", 9_999, seq_len=2000) == ["lstm"]
+def test_sequences_flat_mlp_always_lstm_short_only_transformer_never_on_small_data():
+    assert {"mlp-flat", "linear-flat"} <= set(families("sequence", 10, seq_len=150))
+    assert "lstm" not in families("sequence", 10 ** 6, seq_len=policy.LONG_SEQUENCE)
+    assert "lstm" in families("sequence", max(policy.SEQ_LSTM_MIN_SAMPLES, 1), seq_len=24)
+    assert "transformer" in families("sequence", 500_000, seq_len=2000)
+    assert "transformer" not in families("sequence", 9_999, seq_len=2000)
+    assert "tcn" in families("sequence", policy.SEQ_TCN_MIN_SAMPLES, seq_len=150)
 
 
 def test_graphs_gcn_with_two_or_three_layers():
@@ -52,20 +68,42 @@ def test_graphs_gcn_with_two_or_three_layers():
 
 
 def test_mlp_stays_at_four_hidden_layers_or_fewer():
-    mlp = policy.CANDIDATES["mlp"]
-    assert zoo.scale_depth(zoo.get_entry("mlp").defaults["depth"], mlp.depth[1]) <= 4
+    for key in ("mlp", "mlp-flat"):
+        mlp = policy.CANDIDATES[key]
+        top = mlp.depth[1] if mlp.depth else 1.0
+        assert zoo.scale_depth(zoo.get_entry("mlp").defaults["depth"], top) <= 4
 
 
 @pytest.mark.parametrize("kind", sorted(policy.CAPACITY))
 def test_capacity_cap_is_monotone(kind):
-    caps = [policy.capacity_cap(kind, n) for n in (100, 1_000, 10_000, 100_000, 1_000_000)]
+    ns = sorted({1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, policy.CAPACITY[kind].n_max,
+                 policy.CAPACITY[kind].n_max + 1})
+    caps = [policy.capacity_cap(kind, n) for n in ns]
     assert caps == sorted(caps) and caps[0] < caps[-1]
 
 
-def test_image_cap_passes_through_its_anchors():
-    assert policy.capacity_cap("image", 50_000) == pytest.approx(11.7e6, rel=1e-6)
-    assert policy.capacity_cap("image", 1_200_000) == pytest.approx(25.6e6, rel=1e-6)
-    assert policy.CAPACITY["image"].exponent == pytest.approx(0.246, abs=0.002)
+@pytest.mark.parametrize("kind", sorted(policy.CAPACITY))
+def test_capacity_is_k_per_sample_within_the_evidence_and_under_the_anchors_beyond(kind):
+    rule = policy.CAPACITY[kind]
+    (n1, p1), (n2, p2) = rule.anchors
+    assert rule.anchor_cap(n1) == pytest.approx(p1, abs=1)
+    assert rule.anchor_cap(n2) == pytest.approx(p2, abs=1)
+    if rule.per_sample is None:
+        assert rule.cap(n1) == rule.anchor_cap(n1)
+        return
+    for n in (1, rule.n_max // 2, rule.n_max):
+        assert rule.cap(n) == int(rule.per_sample * n)
+    for n in (rule.n_max * 10, 10 ** 8):
+        assert rule.cap(n) <= max(rule.per_sample * rule.n_max, rule.anchor_cap(n))
+
+
+def test_fitted_constants_cite_their_rows():
+    for rule in policy.RULES:
+        if "min_samples" in rule.when and rule.when["min_samples"] not in (
+                policy.LARGE_IMAGE_DATA, policy.TRANSFORMER_MIN_SAMPLES):
+            assert "learn.json" in rule.reason
+    for c in policy.CAPACITY.values():
+        assert c.per_sample is None or "learn.json" in c.evidence
 
 
 def test_family_sets_only_grow_with_data_and_looser_latency():
@@ -99,4 +137,4 @@ def test_policy_table_reads_on_its_own():
     text = policy.policy_table()
     for rule in policy.RULES:
         assert rule.name in text and rule.reason in text
-    assert "cap(n) = A n^b" in text
+    assert "cap(n) = min(k n, A n^b)" in text

@@ -1,0 +1,160 @@
+"""``zoo-bench learn --check``: does the factory's pick learn as well as the best candidate?
+
+For every data set in the learn JSON (``--json``, default ``benchmarks/results/learn.json``), at
+its largest n there: the factory's pick is ``zoo.build(task, n, vram_gb=None, latency_ms=None,
+input_shape=..., num_classes=...)`` (graphs: ``n_edges`` of the graph), i.e. no memory or latency
+budget. Trained with the JSON's own budget (epochs / seconds), seeds and splits
+(:mod:`zoo.benchmarks.suite_learn`), its mean test score (points: 100 x accuracy or 100 x R^2) is
+compared with the best candidate's and the linear baseline's in the JSON. A pick whose architecture
+is one of the JSON's rows (same registry model, view, stem and parameter count) reuses that row's
+runs; any other pick is trained here.
+
+Passes when the pick is within 2 points of the best on >= 90 % of the sets and never more than 2
+points below the linear baseline, over all sets; held-out sets (never used to fit the policy) are
+printed apart. Writes ``<json stem>_check.json`` beside the JSON; exit status 1 when it fails.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+
+from . import datasets as D
+from .report import print_table, write_json
+
+WITHIN = 2.0
+SHARE = 0.9
+TASKS = {("tabular", "classification"): "tabular-classification",
+         ("tabular", "regression"): "tabular-regression",
+         ("image", "classification"): "image-classification",
+         ("sequence", "classification"): "sequence-classification",
+         ("sequence", "regression"): "sequence-regression",
+         ("graph", "classification"): "node-classification"}
+
+
+def factory_pick(info: D.DatasetInfo, data, n: int):
+    """The model ``zoo.build`` chooses for ``n`` samples of ``info`` with no budgets (meta-free:
+    a real model)."""
+    import zoo
+
+    kw = {"input_shape": tuple(info.input_shape), "num_classes": info.num_classes
+          if info.task == "classification" else None}
+    if info.kind == "graph":
+        kw["input_shape"] = (len(data.y), data.x.shape[1])
+        kw["n_edges"] = int(data.edge_index.shape[1])
+    return zoo.build(TASKS[(info.kind, info.task)], n, None, None, **kw)
+
+
+def _view(spec) -> str:
+    return "flat" if spec.budgets.get("input_view", "native") == "flat" else "native"
+
+
+def _matches(row: dict, spec) -> bool:
+    cfg = spec.config
+    return (row["model"] == cfg["name"] and row.get("params") == spec.params
+            and (row.get("stem") or "imagenet") == cfg.get("stem", "imagenet")
+            and (row.get("view") or "native") == _view(spec))
+
+
+def train_pick(info, data, spec, n: int, seed: int, budget: dict, device: str = "cpu") -> dict:
+    """Train the pick once (seeded init, suite_learn's subsample/split), as suite_learn.run_one."""
+    import numpy as np
+    import torch
+
+    import zoo
+
+    from . import suite_learn as S
+
+    torch.manual_seed(seed)
+    model = zoo.from_config(spec.config)
+    fit_kw = dict(epochs=budget["epochs"], time_budget_s=budget["time_budget_s"], seed=seed,
+                  device=device, progress=False, task=info.task)
+    start = time.perf_counter()
+    if isinstance(data, D.GraphSplit):
+        train_mask, val_mask = S._graph(data, None, n, seed)
+        hist = zoo.fit(model, (data.x, data.edge_index, data.y, train_mask),
+                       val_mask if val_mask.any() else None, **fit_kw)
+        score = S.evaluate(model, data.x, data.y, info.task, edge_index=data.edge_index,
+                           mask=data.test_mask)
+    else:
+        cand = S.Candidate(spec.config["name"], view=_view(spec))
+        train, val, (Xte, yte) = S._arrays(data, info, cand, n, seed)
+        hist = zoo.fit(model, train, val, **fit_kw)
+        score = S.evaluate(model, Xte, yte, info.task)
+    return {"seed": seed, "test_score": float(score) if np.isfinite(score) else float("nan"),
+            "epochs_run": len(hist.epochs), "best_epoch": hist.best_epoch,
+            "wall_seconds": time.perf_counter() - start}
+
+
+def check_dataset(name: str, runs: list[dict], seeds: list[int], budget: dict) -> dict:
+    info = D.DATASETS[name]
+    n = max(r["n"] for r in runs)
+    group = [r for r in runs if r["n"] == n]
+    by: dict[str, list[dict]] = {}
+    for r in group:
+        by.setdefault(r["candidate"], []).append(r)
+    mean = {c: 100 * statistics.fmean(r["test_score"] for r in rs) for c, rs in by.items()}
+    best = max(mean, key=mean.get)
+    linear = max((s for c, s in mean.items() if c.startswith("linear")), default=None)
+    data = D.load(name)
+    spec = factory_pick(info, data, n).spec
+    reused = [c for c, rs in by.items() if _matches(rs[0], spec)]
+    if reused:
+        pick_score, source, trained = mean[reused[0]], f"row {reused[0]}", []
+    else:
+        trained = [train_pick(info, data, spec, n, s, budget) for s in seeds]
+        pick_score = 100 * statistics.fmean(t["test_score"] for t in trained)
+        source = f"trained here ({len(trained)} seeds)"
+    label = f"{spec.candidate} w{spec.width_mult:g} d{spec.depth_mult:g}"
+    gap = mean[best] - pick_score
+    return {"dataset": name, "held_out": info.held_out, "kind": info.kind, "n": n,
+            "pick": label, "pick_params": spec.params, "pick_score": round(pick_score, 2),
+            "pick_source": source, "best": best, "best_score": round(mean[best], 2),
+            "linear_score": None if linear is None else round(linear, 2),
+            "gap_to_best": round(gap, 2),
+            "within_best": bool(gap <= WITHIN and not math.isnan(pick_score)),
+            "not_below_linear": bool(linear is None or pick_score >= linear - WITHIN),
+            "candidates": len(by), "trained": trained}
+
+
+COLUMNS = (("dataset", "dataset", None), ("n", "n", None), ("pick", "factory pick", None),
+           ("pick_params", "params", lambda v: f"{v:,}"), ("pick_score", "pick", lambda v: f"{v:.1f}"),
+           ("best", "best candidate", None), ("best_score", "best", lambda v: f"{v:.1f}"),
+           ("linear_score", "linear", lambda v: "-" if v is None else f"{v:.1f}"),
+           ("gap_to_best", "gap", lambda v: f"{v:+.1f}"),
+           ("within_best", "<=2 of best", lambda v: "yes" if v else "NO"),
+           ("not_below_linear", ">=linear-2", lambda v: "yes" if v else "NO"))
+
+
+def check(json_path: Path, *, info: dict | None = None, args: dict | None = None) -> int:
+    """Run the check on the learn JSON at ``json_path``; print the table; 0 pass, 1 fail."""
+    payload = json.loads(Path(json_path).read_text())
+    res = payload["results"]
+    runs = [r for r in res["runs"] if "error" not in r and r["dataset"] in D.DATASETS]
+    budget = {"epochs": res["budgets"].get("epochs"), "time_budget_s": res["budgets"]["time_budget_s"]}
+    seeds = res.get("seeds") or [0, 1]
+    rows = []
+    for name in dict.fromkeys(r["dataset"] for r in runs):
+        rows.append(check_dataset(name, [r for r in runs if r["dataset"] == name], seeds, budget))
+        print(f"  checked {name}: {rows[-1]['pick']} {rows[-1]['pick_score']:.1f} vs best "
+              f"{rows[-1]['best_score']:.1f}", flush=True)
+    share = sum(r["within_best"] for r in rows) / max(1, len(rows))
+    ok = bool(rows) and share >= SHARE and all(r["not_below_linear"] for r in rows)
+    for title, part in (("fitted data sets", [r for r in rows if not r["held_out"]]),
+                        ("held-out data sets (never used to fit the policy)",
+                         [r for r in rows if r["held_out"]])):
+        print(f"\n{title}: points = 100 x accuracy or R^2, mean of seeds {seeds}; budget "
+              f"{budget['epochs'] or 'fit default'} epochs or {budget['time_budget_s']:g} s")
+        print_table(part, COLUMNS)
+    print(f"\npick within {WITHIN:g} points of the best on {share:.0%} of {len(rows)} sets "
+          f"(needs >= {SHARE:.0%}); below linear by > {WITHIN:g}: "
+          f"{[r['dataset'] for r in rows if not r['not_below_linear']] or 'none'} -> "
+          f"{'PASS' if ok else 'FAIL'}")
+    out = Path(json_path).with_name(Path(json_path).stem + "_check.json")
+    write_json(out, "learn-check", info or payload.get("runtime", {}), args or {},
+               {"source": Path(json_path).name, "budget": budget, "seeds": seeds, "within": WITHIN,
+                "share_needed": SHARE, "share": share, "passed": ok, "rows": rows})
+    print(f"wrote {out}")
+    return 0 if ok else 1

@@ -1,0 +1,66 @@
+"""fit_policy: the policy's constants come from learn rows (never held-out ones), and the committed
+factory/policy_fit.py is what its sources regenerate."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from zoo.benchmarks import fit_policy as F
+from zoo.factory import policy
+
+
+def _run(dataset, n, cand, model, params, score, seed=0, width=1.0, view="native", stem=None,
+         best_epoch=5):
+    return {"dataset": dataset, "n": n, "candidate": cand, "model": model, "params": params,
+            "test_score": score, "seed": seed, "width_mult": width, "view": view, "stem": stem,
+            "best_epoch": best_epoch, "seconds_per_epoch": 0.01}
+
+
+def _write(tmp_path: Path, runs: list[dict]) -> Path:
+    path = tmp_path / "learn.json"
+    path.write_text(json.dumps({"runtime": {}, "results": {"budgets": {}, "runs": runs}}))
+    return path
+
+
+def test_threshold_and_capacity_follow_the_rows_and_ignore_held_out_sets(tmp_path):
+    runs = []
+    # iris (fitted): linear best at n=35, the MLP 5 points better from n=105
+    for seed in (0, 1):
+        runs += [_run("iris", 35, "linear-x1", "linear", 15, 0.95, seed),
+                 _run("iris", 35, "mlp-x0.5", "mlp", 17_000, 0.80, seed, width=0.5),
+                 _run("iris", 105, "linear-x1", "linear", 15, 0.90, seed),
+                 _run("iris", 105, "mlp-x0.5", "mlp", 17_000, 0.95, seed, width=0.5)]
+    # wine is held out: an MLP disaster there must not move the constants
+    runs += [_run("wine", 125, "linear-x1", "linear", 42, 0.99),
+             _run("wine", 125, "mlp-x0.5", "mlp", 18_000, 0.10, width=0.5)]
+    fit = F.fit([_write(tmp_path, runs)])
+    assert fit["fitted_datasets"] == ["iris"] and fit["held_out_datasets"] == ["wine"]
+    assert fit["min_samples"]["mlp"] == 105
+    k = fit["capacity"]["tabular"]["params_per_sample"]
+    # the MLP (17k) must fit at n=105 and the replayed pick reaches every group's best
+    assert k * 105 >= 17_000 and fit["capacity"]["tabular"]["within"] == "2/2"
+    assert fit["capacity"]["tabular"]["max_n"] == 105
+    assert "wine" not in json.dumps(fit["evidence"])
+
+
+def test_a_family_never_within_two_points_gets_no_threshold(tmp_path):
+    runs = [_run("italy_power_demand", 67, "mlp-x1", "mlp", 72_000, 0.9, view="flat"),
+            _run("italy_power_demand", 67, "tcn-x0.5", "tcn", 127_000, 0.89, width=0.5),
+            _run("italy_power_demand", 67, "lstm-x0.5", "lstm", 50_000, 0.5, width=0.5)]
+    fit = F.fit([_write(tmp_path, runs)])
+    assert fit["min_samples"]["lstm"] is None  # the policy then keeps the seed's value
+    assert "italy_power_demand n=67 below" in fit["min_samples_rows"]["lstm"]
+    assert fit["min_samples"]["tcn"] == 67
+
+
+def test_the_committed_fit_is_what_its_sources_regenerate():
+    sources = policy.FIT.get("sources")
+    if not sources:
+        pytest.fail("factory/policy_fit.py is missing: run python -m zoo.benchmarks.fit_policy")
+    paths = [F.ROOT / s for s in sources]
+    fresh = F.fit(paths)
+    for key in ("min_samples", "capacity", "small_stem", "epochs_needed", "fitted_datasets",
+                "held_out_datasets"):
+        assert fresh[key] == policy.FIT[key], key
