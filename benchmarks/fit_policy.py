@@ -16,15 +16,17 @@ What is fitted, per input kind:
   threshold t (one of the groups' n, or never) maximising ``sum over groups with n >= t of
   (+1 if the family's best variant is within 2 else -1)``; ties: the smaller t.
   Kept from the seed's table where a kind has no evidence.
-* ``params_per_sample`` k -- the capacity cap is ``min(k n, the large-data anchor cap(n))``. The
-  search picks the largest allowed model under the cap, so k is chosen by replaying that choice on
-  the tested candidates: for k on a log grid, the pick in each group is the largest allowed
-  candidate with params <= k n (none: the smallest); k maximises the groups whose pick is within 2,
-  then minimises the summed shortfall of the picks (points below each group's best); among equal k,
-  the smallest of the longest run: the least capacity that reaches those picks (larger is chosen
-  only where the evidence says larger is better).
-* ``small_stem_max_side`` -- the largest image side on which ``stem="small"`` scored at least the
-  ImageNet stem (paired rows: same model and width).
+* ``capacity`` -- ``cap(n) = C (n / n_max)^b`` up to ``n_max``, the largest n measured for the
+  kind (beyond it the policy's large-data anchors take over). The search picks the largest
+  allowed model under the cap, so (C, b) are chosen by replaying that choice on the tested
+  candidates: for C on a log grid and b in :data:`EXPONENTS`, the pick in each group is the
+  largest allowed candidate with params <= cap(n) (none: the smallest); (C, b) maximise the groups
+  whose pick is within 2, then minimise the summed shortfall (points below each group's best);
+  ties go to the smallest C -- the least capacity that reaches those picks: larger is chosen only
+  where the evidence says larger is better -- then the largest b.
+* ``small_stem`` -- the largest image side up to which ``stem="small"`` never scored below the
+  ImageNet stem (paired rows: same model and width); above it the narrow ImageNet-stem ResNet
+  (``resnet18-narrow``) is the conv candidate up to 64 px.
 * ``epochs_needed`` -- the 75th percentile of ``best_epoch + 1`` over the runs within 2 of their
   group's best (the epochs a model that learns needed), the training-budget filter's figure.
 """
@@ -46,8 +48,11 @@ OUT = ROOT / "factory" / "policy_fit.py"
 WITHIN = 2.0
 LONG = 100  # zoo.factory.policy.LONG_SEQUENCE
 MAX_WIDTH = {"mlp-flat": 1.0}  # zoo.factory.policy.CANDIDATES bounds below the tested ones
-FAMILY_KEYS = {"tabular": ("mlp",), "image": ("mlp-flat", "resnet18-small", "mobilenetv2-small"),
-               "sequence": ("tcn", "lstm", "transformer"), "graph": ()}
+SMALL_IMAGE = 64  # zoo.factory.policy.SMALL_IMAGE
+FAMILY_KEYS = {"tabular": ("mlp",),
+               "image": ("resnet18-small", "mobilenetv2-small", "resnet18-narrow"),
+               "sequence": ("tcn", "lstm"), "graph": ()}
+SMALL_STEM_KEYS = ("resnet18-small", "mobilenetv2-small")
 ALWAYS = {"tabular": ("linear",), "image": ("linear-flat", "mlp-flat"),
           "sequence": ("linear-flat", "mlp-flat"), "graph": ("gcn",)}
 
@@ -59,6 +64,8 @@ def policy_key(row: dict, kind: str) -> str:
         return f"{model}-flat"
     if stem == "small":
         return f"{model}-small"
+    if kind == "image" and model == "resnet18":  # ImageNet stem at x0.25-1 on small images
+        return "resnet18-narrow"
     return model
 
 
@@ -121,19 +128,34 @@ def fit_threshold(gs: dict, key: str) -> tuple[int | None, str]:
     return best_t, rows
 
 
-def allowed(kind: str, n: int, thresholds: dict, seq_len: int | None = None) -> set[str]:
-    """The policy's candidates for a group (the rules of zoo.factory.policy, replayed)."""
+def _offered(key: str, shape: tuple, stem_side: int) -> bool:
+    """Whether the policy's rules offer ``key`` for inputs of ``shape`` at all (any n)."""
+    if key == "lstm":
+        return shape[0] < LONG
+    if key in SMALL_STEM_KEYS:
+        return shape[-1] <= stem_side
+    if key == "resnet18-narrow":
+        return stem_side < shape[-1] <= SMALL_IMAGE
+    return True
+
+
+def allowed(kind: str, n: int, thresholds: dict, shape: tuple, stem_side: int,
+            tcn_max_len: int | None = None) -> set[str]:
+    """The policy's candidates for a group (the rules of zoo.factory.policy, replayed): where the
+    temporal CNN joins on series of <= ``tcn_max_len`` steps, it replaces the flat MLP."""
     keys = set(ALWAYS[kind])
     keys |= {k for k in FAMILY_KEYS[kind] if thresholds.get(k) is not None and n >= thresholds[k]
-             and not (k == "lstm" and (seq_len or 0) >= LONG)
-             and not (k == "transformer" and n < 10_000)}
+             and _offered(k, shape, stem_side)}
+    if "tcn" in keys and tcn_max_len is not None and shape[0] <= tcn_max_len:
+        keys.discard("mlp-flat")
     return keys
 
 
-def pick(cands: dict, keys: set[str], cap: float) -> dict | None:
+def pick(cands: dict, keys: set[str], cap: float, max_width: dict | None = None) -> dict | None:
     """The replayed search: the largest allowed candidate under ``cap`` (none: the smallest)."""
+    bound = dict(MAX_WIDTH, **{k: v for k, v in (max_width or {}).items() if v is not None})
     mine = [c for c in cands.values() if c["key"] in keys
-            and c["width"] <= MAX_WIDTH.get(c["key"], math.inf)]
+            and c["width"] <= bound.get(c["key"], math.inf)]
     if not mine:
         return None
     under = [c for c in mine if c["params"] <= cap]
@@ -142,41 +164,72 @@ def pick(cands: dict, keys: set[str], cap: float) -> dict | None:
     return min(mine, key=lambda c: c["params"])
 
 
-def fit_capacity(gs: dict, kind: str, thresholds: dict) -> dict:
-    grid = [10 ** (i / 20) for i in range(0, 121)]  # 1 .. 1e6 parameters per sample
+EXPONENTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def fit_capacity(gs: dict, kind: str, thresholds: dict, stem: int, max_width: dict,
+                 tcn_max_len: int | None) -> dict:
+    """``cap(n) = C (n / n_max)^b`` over the groups of ``kind`` (module docstring)."""
     mine = {g: c for g, c in gs.items() if D.DATASETS[g[0]].kind == kind}
     if not mine:
         return {"params_per_sample": None, "rows": "no rows", "within": None}
-    score = []
-    for k in grid:
-        hits, regret = 0, 0.0
-        for (name, n), cands in mine.items():
-            p = pick(cands, allowed(kind, n, thresholds, D.DATASETS[name].input_shape[0]), k * n)
+    n_max = max(n for _, n in mine)
+    grid = [10 ** (i / 20) for i in range(20, 181)]  # C: 10 .. 1e9 parameters at n_max
+
+    def replay(c: float, b: float):
+        hits, regret, picks = 0, 0.0, []
+        for (name, n), cands in sorted(mine.items()):
+            info = D.DATASETS[name]
+            p = pick(cands, allowed(kind, n, thresholds, info.input_shape, stem, tcn_max_len),
+                     c * (n / n_max) ** b, max_width)
             gap = _best(cands) - p["score"] if p is not None else 100.0
             hits += gap <= WITHIN
             regret += gap
-        score.append((hits, -round(regret, 6)))
-    top = max(score)
-    runs, cur = [], []
-    for k, s in zip(grid, score):
-        if s == top:
-            cur.append(k)
-        elif cur:
-            runs.append(cur)
-            cur = []
-    if cur:
-        runs.append(cur)
-    run = max(runs, key=len)
-    k = run[0]
+            picks.append((name, n, p, cands))
+        return (hits, -round(regret, 6)), picks
+
+    # best (hits, -regret); ties: the smallest C (least capacity at n_max), then the largest b
+    best = max(((replay(c, b)[0], -c, b) for b in EXPONENTS for c in grid))
+    (hits, neg_regret), c, b = best[0], -best[1], best[2]
     detail = []
-    for (name, n), cands in sorted(mine.items()):
-        p = pick(cands, allowed(kind, n, thresholds, D.DATASETS[name].input_shape[0]), k * n)
-        best = max(cands.values(), key=lambda c: c["score"])
+    for name, n, p, cands in replay(c, b)[1]:
+        top = max(cands.values(), key=lambda x: x["score"])
         detail.append(f"{name} n={n}: pick {p['label']} ({p['params']:,} params, {p['score']:.1f}) "
-                      f"vs best {best['label']} ({best['params']:,}, {best['score']:.1f})")
-    return {"params_per_sample": round(k, 3), "range": [round(run[0], 3), round(run[-1], 3)],
-            "max_n": max(n for _, n in mine),
-            "within": f"{top[0]}/{len(mine)}", "regret_points": -top[1], "rows": "; ".join(detail)}
+                      f"vs best {top['label']} ({top['params']:,}, {top['score']:.1f})")
+    return {"params_at_n_max": round(c), "exponent": b, "n_max": n_max,
+            "within": f"{hits}/{len(mine)}", "regret_points": round(-neg_regret, 2),
+            "rows": "; ".join(detail)}
+
+
+BOUNDED = ("mlp-flat", "tcn", "lstm", "resnet18-small", "resnet18-narrow", "mobilenetv2-small")
+
+
+def fit_max_width(gs: dict) -> dict:
+    """Per family of :data:`BOUNDED`: the widest multiplier learn.json measured it at that scored
+    within 2 points of its group's best (None: never) -- the policy does not stretch it further."""
+    out = {}
+    for key in BOUNDED:
+        ok = [c["width"] for cands in gs.values() for c in cands.values()
+              if c["key"] == key and c["score"] >= _best(cands) - WITHIN]
+        out[key] = max(ok) if ok else None
+    return out
+
+
+def fit_tcn_max_len(gs: dict, threshold: int | None) -> dict:
+    """The longest series on which the temporal CNN is preferred to the flat MLP: the geometric
+    middle between the longest series where it was within 2 and the shortest longer one where it
+    was not (groups with n >= its threshold)."""
+    seen = sorted((D.DATASETS[g[0]].input_shape[0], g[0], ok) for g, c in gs.items()
+                  if D.DATASETS[g[0]].kind == "sequence" and threshold is not None
+                  and g[1] >= threshold and (ok := _family_ok(c, "tcn")) is not None)
+    good = [t for t, _, ok in seen if ok]
+    if not good:
+        return {"value": None, "rows": "no rows with the tcn within 2"}
+    top = max(good)
+    worse = [t for t, _, ok in seen if not ok and t > top]
+    value = int(math.sqrt(top * min(worse))) if worse else top
+    rows = ", ".join(f"{name} T={t} {'within 2' if ok else 'below'}" for t, name, ok in seen)
+    return {"value": value, "rows": rows}
 
 
 def fit_stem(gs: dict) -> dict:
@@ -190,9 +243,12 @@ def fit_stem(gs: dict) -> dict:
                 diffs.append((info.input_shape[-1], name, n, label[:-6], c["score"] - twin["score"]))
     if not diffs:
         return {"value": 64, "rows": "no paired rows: He et al. 2016's CIFAR stem for <= 64 px kept"}
-    good = [side for side, *_, d in diffs if d >= 0]
-    rows = ", ".join(f"{nm} n={n} {m}: {d:+.1f}" for _, nm, n, m, d in sorted(diffs))
-    return {"value": max(64, max(good)) if good else None, "rows": f"small - imagenet stem: {rows}"}
+    good = {side for side, *_, d in diffs if d >= 0}
+    bad = {side for side, *_, d in diffs if d < 0}
+    # the largest side where the small stem never lost to the ImageNet stem (0: nowhere)
+    value = max([s for s in good if not any(b <= s for b in bad)], default=0)
+    rows = ", ".join(f"{nm} {side}px n={n} {m}: {d:+.1f}" for side, nm, n, m, d in sorted(diffs))
+    return {"value": value, "rows": f"small - imagenet stem points: {rows}"}
 
 
 def fit_epochs(gs: dict) -> dict:
@@ -235,23 +291,64 @@ def fit(paths: list[Path]) -> dict:
     runs, runtimes = load_runs(paths)
     fitted = [r for r in runs if not D.DATASETS[r["dataset"]].held_out]
     gs = groups(fitted)
+    stem = fit_stem(gs)
+    side = stem["value"] if stem["value"] is not None else SMALL_IMAGE
     thresholds, threshold_rows, seen = {}, {}, {}
     for kind, keys in FAMILY_KEYS.items():
-        mine = {g: c for g, c in gs.items() if D.DATASETS[g[0]].kind == kind}
-        for key in keys:
-            if key == "lstm":  # the policy offers LSTMs on short series only (< LONG_SEQUENCE)
-                mine = {g: c for g, c in mine.items() if D.DATASETS[g[0]].input_shape[0] < LONG}
+        for key in keys:  # only the groups where the policy offers the family at all
+            mine = {g: c for g, c in gs.items() if D.DATASETS[g[0]].kind == kind
+                    and _offered(key, D.DATASETS[g[0]].input_shape, side)}
             thresholds[key], threshold_rows[key] = fit_threshold(mine, key)
             seen[key] = max((g[1] for g, c in mine.items() if _family_ok(c, key) is not None),
                             default=None)
-    capacity = {kind: fit_capacity(gs, kind, thresholds) for kind in FAMILY_KEYS}
-    return {"sources": [_rel(p) for p in paths],
+    max_width = fit_max_width(gs)
+    tcn_len = fit_tcn_max_len(gs, thresholds.get("tcn"))
+    capacity = {kind: fit_capacity(gs, kind, thresholds, side, max_width, tcn_len["value"])
+                for kind in FAMILY_KEYS}
+    return {"sources": [_rel(p) for p in paths], "max_width": max_width, "tcn_max_len": tcn_len,
             "runtimes": runtimes, "within_points": WITHIN,
             "fitted_datasets": sorted({r["dataset"] for r in fitted}),
             "held_out_datasets": sorted({r["dataset"] for r in runs} - {r["dataset"] for r in fitted}),
             "min_samples": thresholds, "min_samples_rows": threshold_rows, "min_samples_max_n": seen, "capacity": capacity,
-            "small_stem": fit_stem(gs), "epochs_needed": fit_epochs(gs), "evidence": evidence(gs),
+            "small_stem": stem, "epochs_needed": fit_epochs(gs), "evidence": evidence(gs),
             "held_out_evidence": evidence(groups([r for r in runs if D.DATASETS[r["dataset"]].held_out]))}
+
+
+def merge(paths: list[Path], out: Path, note: str | None = None) -> Path:
+    """One learn JSON from several runs of ``zoo-bench learn`` with the same budget: runs united
+    (later files replace equal runs), data sets united, each part's runtime, arguments and load
+    kept under ``parts``; one learning-curve PNG per data set in ``<out stem>_plots``. Refuses
+    parts whose epoch/second budgets differ."""
+    from zoo.atomic import write_text_atomic
+
+    parts, runs, datasets, budgets = [], {}, {}, None
+    for p in paths:
+        data = json.loads(Path(p).read_text())
+        res = data["results"]
+        b = {k: res["budgets"].get(k) for k in ("epochs", "time_budget_s", "val_fraction")}
+        if budgets is not None and b != budgets:
+            raise ValueError(f"json={str(p)!r} is not accepted: expected the budget {budgets}, "
+                             f"got {b}: runs under different budgets do not compare")
+        budgets = b
+        parts.append({"file": Path(p).name, "runtime": data.get("runtime"), "args": data.get("args"),
+                      "sizes": res["budgets"].get("sizes"), "datasets": list(res["datasets"])})
+        datasets.update(res["datasets"])
+        for r in res["runs"]:
+            runs[(r["dataset"], r["n"], r["candidate"], r["seed"])] = r
+        seeds = res.get("seeds")
+    payload = {"suite": "learn", "runtime": parts[0]["runtime"], "args": {"merged": [x["file"] for x in parts]},
+               "notes": note,
+               "results": {"budgets": dict(budgets, sizes="per part"), "seeds": seeds,
+                           "datasets": datasets, "runs": list(runs.values()), "parts": parts}}
+    write_text_atomic(out, json.dumps(payload, indent=1) + "\n")
+    from . import learn_report as R
+
+    plots = out.with_name(out.stem + "_plots")
+    plots.mkdir(parents=True, exist_ok=True)
+    for name in dict.fromkeys(r["dataset"] for r in runs.values()):
+        R.plot_dataset(plots / f"{name}.png", D.DATASETS[name],
+                       [r for r in runs.values() if r["dataset"] == name])
+    return out
 
 
 def render(fitted: dict) -> str:
@@ -268,8 +365,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="learn results (repeatable; default benchmarks/results/learn.json)")
     p.add_argument("--out", type=Path, default=OUT, help=f"module to write (default {OUT})")
     p.add_argument("--print", action="store_true", help="print the module, do not write it")
+    p.add_argument("--merge", type=Path, metavar="OUT", help="first merge the --json files into the "
+                   "learn JSON OUT (same budgets required) and fit that")
+    p.add_argument("--note", help="with --merge: how the parts were run (machine load, budgets)")
     args = p.parse_args(argv)
     paths = args.json or [RESULTS / "learn.json"]
+    if args.merge is not None:
+        paths = [merge(paths, args.merge, args.note)]
+        print(f"merged into {args.merge}")
     fitted = fit(paths)
     text = render(fitted)
     if args.print:
@@ -281,10 +384,13 @@ def main(argv: list[str] | None = None) -> int:
     for key, t in fitted["min_samples"].items():
         print(f"  min_samples[{key}] = {t}: {fitted['min_samples_rows'][key]}")
     for kind, c in fitted["capacity"].items():
-        print(f"  params_per_sample[{kind}] = {c['params_per_sample']} ({c.get('within')} groups within "
-              f"{WITHIN:g}): {c['rows']}")
+        print(f"  capacity[{kind}] = {c.get('params_at_n_max')} (n / {c.get('n_max')})^{c.get('exponent')}"
+              f" ({c.get('within')} groups within {WITHIN:g}): {c['rows']}")
     print(f"  small stem up to {fitted['small_stem']['value']} px: {fitted['small_stem']['rows']}")
     print(f"  epochs needed: {fitted['epochs_needed']}")
+    print(f"  widest multipliers kept: {fitted['max_width']}")
+    print(f"  tcn instead of the flat MLP up to T = {fitted['tcn_max_len']['value']}: "
+          f"{fitted['tcn_max_len']['rows']}")
     print(f"wrote {args.out}")
     return 0
 

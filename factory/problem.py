@@ -109,6 +109,9 @@ class Problem:
                 provider = "cuda"
         allowed, fired = policy.allowed_candidates(kind.name, n_samples=n_samples,
                                                    latency_ms=latency, **kind.to_rules(shape))
+        if math.prod(shape) > FLAT_MAX_FEATURES:  # no flat model over so many features
+            allowed = [k for k in allowed if not policy.CANDIDATES[k].flat] or \
+                ([] if kind.name != "sequence" else ["tcn"])
         if families is None:
             candidates = allowed
         else:
@@ -120,6 +123,10 @@ class Problem:
                    input_kwargs=input_kwargs, provider=provider, candidates=candidates,
                    rules=fired, families=families, train_budget_s=train_budget_s, epochs=epochs)
 
+
+FLAT_MAX_FEATURES = 2 ** 24
+"""Most features a flat candidate (an MLP over the flattened image or series) is offered on: its
+first layer alone would hold 32 x that many weights; a temporal CNN takes such series instead."""
 
 MAX_CLASSES = 1_000_000
 """Most classes a classification head may have (ImageNet-21k has 21,841; a million-way head of

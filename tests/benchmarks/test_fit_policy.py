@@ -38,10 +38,11 @@ def test_threshold_and_capacity_follow_the_rows_and_ignore_held_out_sets(tmp_pat
     fit = F.fit([_write(tmp_path, runs)])
     assert fit["fitted_datasets"] == ["iris"] and fit["held_out_datasets"] == ["wine"]
     assert fit["min_samples"]["mlp"] == 105
-    k = fit["capacity"]["tabular"]["params_per_sample"]
-    # the MLP (17k) must fit at n=105 and the replayed pick reaches every group's best
-    assert k * 105 >= 17_000 and fit["capacity"]["tabular"]["within"] == "2/2"
-    assert fit["capacity"]["tabular"]["max_n"] == 105
+    cap = fit["capacity"]["tabular"]
+    # the MLP (17k) must fit at n=105 (n_max) and not at n=35, where linear is best
+    assert cap["n_max"] == 105 and cap["params_at_n_max"] >= 17_000
+    assert cap["params_at_n_max"] * (35 / 105) ** cap["exponent"] < 17_000
+    assert cap["within"] == "2/2"
     assert "wine" not in json.dumps(fit["evidence"])
 
 

@@ -60,7 +60,9 @@ def test_imagenet_sized_data_at_8ms_gives_mobilenetv2_and_meets_its_latency_agai
 def test_short_sequences_give_an_lstm():
     model = zoo.build("sequence-classification", 20_000, 4, None, input_shape=(30, 8),
                       num_classes=3)
-    assert model.spec.candidate == "lstm"
+    # learn.json (issue 10): on short series (ItalyPowerDemand) the temporal CNN and the LSTM at
+    # the widths measured were both within 2 points; the larger of the two is built
+    assert model.spec.candidate in ("tcn", "lstm")
     assert model(torch.randn(2, 30, 8)).shape == (2, 3)
 
 
@@ -74,7 +76,9 @@ def test_long_sequences_with_much_data_give_a_transformer():
 def test_long_sequences_on_small_data_never_give_a_transformer():
     model = zoo.build("sequence-classification", 5_000, 4, None, input_shape=(500, 8),
                       num_classes=3, batch_size=8)
-    assert model.spec.candidate == "lstm"
+    # learn.json (issue 10): on long series the LSTM stayed near chance; the flat MLP or the
+    # temporal CNN is the evidence's pick (policy.TCN_MAX_LEN decides which)
+    assert model.spec.candidate in ("mlp-flat", "tcn")
 
 
 def test_a_graph_of_20000_nodes_gives_a_gcn():

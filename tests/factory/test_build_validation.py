@@ -133,7 +133,7 @@ def _bad_values(name: str, task: str, rng: random.Random) -> list:
         return common + ["tpu", "gpu", _junk(rng), "cuda:99", 1, None, ["cpu"], "mps"]
     if name == "families":
         return common + ["mlp", ("",), [1], [None], [_junk(rng)], [["mlp"]], 5, {"mlp"},
-                         ["resnet18"] if kind.name != "image" else ["mlp"]]
+                         ["resnet18"] if kind.name != "image" else ["gcn"]]
     if name == "seed":
         return common + [-1, -rng.randint(1, 10**6), 2**63, 2**64 + rng.randint(0, 10), 1.5,
                          "0", None, nan]

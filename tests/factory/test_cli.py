@@ -38,7 +38,7 @@ def test_json_prints_the_spec(capsys):
     (["build", "tabular-foo", "--n-samples", "10", "--vram-gb", "1", "--latency-ms", "1"],
      "zoo build: error: task='tabular-foo' is not accepted"),
     (["build", "tabular-classification", "--vram-gb", "1", "--latency-ms", "1"],
-     "zoo build: error: the following arguments are required: --n-samples"),
+     "zoo build: error: n_samples=None is not accepted: expected --n-samples N or --data FILE"),
     (["build", "tabular-classification", "--n-samples", "10", "--vram-gb", "lots",
       "--latency-ms", "1"], "zoo build: error: argument --vram-gb"),
     (ARGS[:4] + ["--vram-gb", "0.0001"] + ARGS[6:],

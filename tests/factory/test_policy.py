@@ -37,10 +37,18 @@ def test_small_images_flat_mlp_always_small_stem_convs_from_the_fitted_size():
     small = families("image", 10, img_size=8)
     assert "mlp-flat" in small and "linear-flat" in small
     assert not {"resnet18", "mobilenetv2", "resnet18-small"} & set(small)
-    assert "resnet18-small" in families("image", policy.IMAGE_CONV_MIN_SAMPLES, img_size=28)
-    assert "resnet18-small" not in families("image", policy.IMAGE_CONV_MIN_SAMPLES - 1, img_size=28)
-    for key in families("image", 10 ** 7, img_size=policy.SMALL_STEM_MAX_SIDE):
-        assert policy.CANDIDATES[key].flat or policy.CANDIDATES[key].fixed.get("stem") == "small"
+    side, n = policy.SMALL_STEM_MAX_SIDE, policy.IMAGE_CONV_MIN_SAMPLES
+    if side >= 8 and n <= policy.IMAGE_EVIDENCE_N:
+        assert "resnet18-small" in families("image", n, img_size=side)
+        assert "resnet18-small" not in families("image", n - 1, img_size=side)
+    # within the evidence, every conv candidate is a narrow or small-stem one
+    for key in families("image", policy.IMAGE_EVIDENCE_N, img_size=policy.SMALL_IMAGE):
+        assert policy.CANDIDATES[key].flat or key.endswith(("-small", "-narrow"))
+
+
+def test_beyond_the_evidence_the_seeds_image_rules_hold():
+    beyond = families("image", policy.IMAGE_EVIDENCE_N + 1, img_size=32, latency_ms=30)
+    assert beyond == ["resnet18", "mobilenetv2"]
 
 
 def test_large_images_keep_the_imagenet_stem_rules():
@@ -83,18 +91,18 @@ def test_capacity_cap_is_monotone(kind):
 
 
 @pytest.mark.parametrize("kind", sorted(policy.CAPACITY))
-def test_capacity_is_k_per_sample_within_the_evidence_and_under_the_anchors_beyond(kind):
+def test_capacity_is_fitted_within_the_evidence_and_the_anchors_beyond(kind):
     rule = policy.CAPACITY[kind]
     (n1, p1), (n2, p2) = rule.anchors
     assert rule.anchor_cap(n1) == pytest.approx(p1, abs=1)
     assert rule.anchor_cap(n2) == pytest.approx(p2, abs=1)
-    if rule.per_sample is None:
+    if rule.at_n_max is None:
         assert rule.cap(n1) == rule.anchor_cap(n1)
         return
-    for n in (1, rule.n_max // 2, rule.n_max):
-        assert rule.cap(n) == int(rule.per_sample * n)
-    for n in (rule.n_max * 10, 10 ** 8):
-        assert rule.cap(n) <= max(rule.per_sample * rule.n_max, rule.anchor_cap(n))
+    for n in (1, max(1, rule.n_max // 2), rule.n_max):
+        assert rule.cap(n) == int(rule.at_n_max * (n / rule.n_max) ** rule.fitted_exponent)
+    for n in (rule.n_max + 1, rule.n_max * 10, 10 ** 8):
+        assert rule.cap(n) == int(max(rule.at_n_max, rule.anchor_cap(n)))
 
 
 def test_fitted_constants_cite_their_rows():
@@ -103,7 +111,7 @@ def test_fitted_constants_cite_their_rows():
                 policy.LARGE_IMAGE_DATA, policy.TRANSFORMER_MIN_SAMPLES):
             assert "learn.json" in rule.reason
     for c in policy.CAPACITY.values():
-        assert c.per_sample is None or "learn.json" in c.evidence
+        assert c.at_n_max is None or "learn.json" in c.evidence
 
 
 def test_family_sets_only_grow_with_data_and_looser_latency():
@@ -137,4 +145,4 @@ def test_policy_table_reads_on_its_own():
     text = policy.policy_table()
     for rule in policy.RULES:
         assert rule.name in text and rule.reason in text
-    assert "cap(n) = min(k n, A n^b)" in text
+    assert "cap(n) = C (n / n_max)^b" in text
