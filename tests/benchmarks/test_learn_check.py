@@ -1,0 +1,48 @@
+"""zoo-bench learn --check: the factory's pick against the best candidate and the linear baseline."""
+from __future__ import annotations
+
+import json
+
+import zoo
+from zoo.benchmarks import learn_check
+
+
+def _json(tmp_path, linear: float, mlp: float):
+    runs = []
+    for seed in (0, 1):
+        runs.append({"dataset": "iris", "n": 105, "candidate": "linear-x1", "model": "linear",
+                     "params": 15, "stem": None, "view": "native", "seed": seed,
+                     "test_score": linear})
+        runs.append({"dataset": "iris", "n": 105, "candidate": "mlp-x0.5", "model": "mlp",
+                     "params": 17_539, "stem": None, "view": "native", "seed": seed,
+                     "test_score": mlp})
+    path = tmp_path / "learn.json"
+    path.write_text(json.dumps({"runtime": {}, "results": {
+        "budgets": {"epochs": None, "time_budget_s": 5.0}, "seeds": [0, 1], "runs": runs}}))
+    return path
+
+
+def _pick_is_linear():
+    spec = zoo.build("tabular-classification", 105, None, None, input_shape=(4,),
+                     num_classes=3).spec
+    return spec.registry_name == "linear" and spec.params == 15
+
+
+def test_a_pick_within_two_points_passes_and_reuses_the_row(tmp_path, capsys):
+    assert _pick_is_linear()  # the policy's pick for iris at 105 rows (fitted constants)
+    path = _json(tmp_path, linear=0.98, mlp=0.99)
+    assert learn_check.check(path) == 0
+    out = json.loads((tmp_path / "learn_check.json").read_text())["results"]
+    row = out["rows"][0]
+    assert out["passed"] and row["within_best"] and row["pick_source"] == "row linear-x1"
+    assert row["gap_to_best"] == 1.0 and not row["trained"]
+    assert "PASS" in capsys.readouterr().out
+
+
+def test_a_pick_more_than_two_points_below_the_best_fails(tmp_path, capsys):
+    assert _pick_is_linear()
+    path = _json(tmp_path, linear=0.90, mlp=0.99)
+    assert learn_check.check(path) == 1
+    row = json.loads((tmp_path / "learn_check.json").read_text())["results"]["rows"][0]
+    assert not row["within_best"] and row["not_below_linear"]
+    assert "FAIL" in capsys.readouterr().out
