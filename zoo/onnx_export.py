@@ -106,16 +106,20 @@ def _check_args(model, batch_size, opset) -> None:
 
 
 def inference_copy(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` in eval mode with Conv+BatchNorm pairs folded; ``model`` is untouched.
+    """An eval-mode copy of ``model`` with Conv+BatchNorm pairs folded, for one export; ``model``
+    is untouched (weights, buffers, train/eval mode and module tree).
 
-    Folding is :func:`zoo.kernels.fold_bn.fold_conv_bn` (the project's one implementation); a model
-    without ``BatchNorm2d`` is only copied (nothing to fold, and no trace to attempt).
+    Folding is :func:`zoo.kernels.fold_bn.fold_conv_bn` (the project's one implementation). The
+    copy is of the module tree only: the tensors folding does not replace are shared with
+    ``model`` (``share_weights=True``; copying every weight cost 0.5 s of a 224-px ResNet-50's
+    export here). The exporter only reads them, and the copy is dropped after the export.
     """
     from zoo.kernels.fold_bn import fold_conv_bn
 
     if any(type(m) is nn.BatchNorm2d for m in model.modules()):
-        return fold_conv_bn(model).eval()
-    return copy.deepcopy(model).eval()
+        return fold_conv_bn(model, share_weights=True).eval()
+    memo = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    return copy.deepcopy(model, memo).eval()
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, *, batch_size: int = 1,

@@ -246,3 +246,22 @@ def test_model_without_pairs_is_copied_unchanged():
     x = torch.randn(2, 3)
     with torch.no_grad():
         assert torch.equal(folded(x), model.eval()(x))
+
+
+def test_shared_weights_copy_folds_the_same_and_leaves_model_untouched():
+    torch.manual_seed(0)
+    model = randomize_bn_(zoo.create("resnet18", num_classes=10, img_size=32)).train()
+    before = snapshot(model)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        deep, shared = fold_conv_bn(model), fold_conv_bn(model, share_weights=True)
+        assert torch.allclose(shared(x), deep(x), rtol=0, atol=1e-6)
+    assert count_bn(shared) == 0 and model.training
+    params = dict(model.named_parameters())
+    # the fc (no BN after it) is the caller's tensor; the folded convs have new ones
+    assert shared.get_parameter("fc.weight") is params["fc.weight"]
+    assert all(p is not params[n] for n, p in shared.named_parameters() if n.endswith("conv1.weight"))
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before) and count_bn(model) > 0
+    with pytest.raises(ValueError, match=r"share_weights=1"):
+        fold_conv_bn(model, share_weights=1)
