@@ -90,7 +90,7 @@ PATIENCE_STEPS = TARGET_STEPS // 10         # early stopping waits at least this
 def fit(model: nn.Module, train: Any, val: Any = None, *, epochs: int | None = None,
         time_budget_s: float | None = None, batch_size: int | None = None, lr: float | None = None,
         weight_decay: float | None = None, seed: int = 0, device=None, progress: bool = True,
-        task: str | None = None) -> History:
+        task: str | None = None, strategy: str | None = None, save_path=None) -> History:
     """Train ``model`` on ``train`` with the reference recipe (module docstring); return its History.
 
     Args:
@@ -107,6 +107,11 @@ def fit(model: nn.Module, train: Any, val: Any = None, *, epochs: int | None = N
         device: where to train; None is the model's device. The model is moved there.
         progress: show a tqdm bar with the loss and metric.
         task: "classification" | "regression"; None infers it from ``y`` (integers: classification).
+        strategy: under ``torchrun`` (a process group, or ``WORLD_SIZE > 1``): "ddp" (None) or
+            "fsdp", data-parallel at the global ``batch_size`` (:mod:`zoo.training_dp`); one
+            process: checked and unused.
+        save_path: where to write the best weights with ``zoo.save`` (under several processes:
+            gathered and written once, by rank 0; the model object stays wrapped or sharded).
 
     After ``fit`` the model holds the best epoch's weights (the last epoch's without validation)
     and is in eval mode. Bad data or arguments raise ``ValueError`` naming them before any step.
@@ -121,6 +126,8 @@ def fit(model: nn.Module, train: Any, val: Any = None, *, epochs: int | None = N
     weight_decay = V.optional(V.number, "weight_decay", weight_decay, minimum=0.0)
     seed = V.seed("seed", seed)
     progress = V.boolean("progress", progress)
+    from .training_dp import checked_path, save_best, start
+    dp, save_path = start(strategy), V.optional(checked_path, "save_path", save_path)  # None: 1
     place = next(iter(model.parameters()), None)
     if place is None:
         raise ValueError(f"model={type(model).__name__} is not accepted: it has no parameters to train")
@@ -156,14 +163,20 @@ def fit(model: nn.Module, train: Any, val: Any = None, *, epochs: int | None = N
     torch.manual_seed(seed)
     shuffle = torch.Generator().manual_seed(seed)
     norm_shuffle = torch.Generator().manual_seed(seed + 1)
+    if dp is not None:
+        model, recipe = dp.wrap(model, recipe), dp.recipe(recipe)
     optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=recipe.lr)
     history = History(task=task, metric="accuracy" if task == "classification" else "r2")
     best_state, best_key, since_best = None, None, 0
-    bar = _progress_bar(progress, recipe.total_steps, type(model).__name__)
+    bar = _progress_bar(progress and (dp is None or dp.rank == 0), recipe.total_steps,
+                        type(model).__name__)
     recipe.start = time.perf_counter()  # budget and "seconds" count training, not the setup above
     try:
         for epoch in range(1, epochs + 1):
-            meter, rate = train_epoch(model, tr, recipe, optimizer, shuffle, bar)
+            meter, rate = train_epoch(model, dp.share(tr) if dp else tr, recipe, optimizer,
+                                      shuffle, bar)
+            if dp is not None:
+                dp.reduce(meter)
             if meter.count() == 0:  # the budget ran out exactly at an epoch boundary
                 history.stopped = "time_budget"
                 break
@@ -198,6 +211,8 @@ def fit(model: nn.Module, train: Any, val: Any = None, *, epochs: int | None = N
         if recipe.scale is not None:
             recipe.scale.fold()
         model.eval()
+    if save_path is not None:
+        save_best(model, save_path)
     return history
 
 
