@@ -48,6 +48,8 @@ class Problem:
     families: list | None = None
     train_budget_s: float | None = None
     epochs: int | None = None
+    devices: int = 1          # vram_gb per device, batch_size global (zoo.factory.device_budget)
+    strategy: str = "ddp"
 
     @property
     def epochs_needed(self) -> int:
@@ -76,7 +78,8 @@ class Problem:
                        input_shape: Any = None, num_classes: Any = None, batch_size: Any = None,
                        optimizer: Any = "adam", dtype: Any = "float32", device: Any = "cpu",
                        families: Any = None, n_edges: Any = None, train_budget_s: Any = None,
-                       epochs: Any = None) -> "Problem":
+                       epochs: Any = None, devices: Any = 1,
+                       strategy: Any = "ddp") -> "Problem":
         """``build``'s arguments (same names and meaning) checked and resolved.
 
         Raises ``ValueError`` naming the first bad argument; nothing is built or traced.
@@ -87,6 +90,8 @@ class Problem:
         train_budget_s = validation.optional(validation.positive_number, "train_budget_s",
                                              train_budget_s)
         epochs = validation.optional(validation.positive_int, "epochs", epochs)
+        devices = validation.positive_int("devices", devices)
+        strategy = validation.choice("strategy", strategy, ("ddp", "fsdp"))
         vram = validation.optional(validation.positive_number, "vram_gb", vram_gb)
         latency = validation.optional(validation.positive_number, "latency_ms", latency_ms)
         shape = kind.shape(task, input_shape)
@@ -121,7 +126,8 @@ class Problem:
                    num_classes=num_classes, batch_size=batch_size, optimizer=optimizer,
                    dtype=dtype, device=device, vram_gb=vram, latency_ms=latency,
                    input_kwargs=input_kwargs, provider=provider, candidates=candidates,
-                   rules=fired, families=families, train_budget_s=train_budget_s, epochs=epochs)
+                   rules=fired, families=families, train_budget_s=train_budget_s, epochs=epochs,
+                   devices=devices, strategy=strategy)
 
 
 FLAT_MAX_FEATURES = 2 ** 24
