@@ -46,7 +46,8 @@ from . import policy, train_time
 from .budget_errors import at_least, budget_error
 from .counts import count_flops, input_bytes
 from .problem import Problem
-from .training_memory import MemoryEstimate, cached_training_memory, estimate_training_memory
+from .device_budget import cached_memory_for, memory_for
+from .training_memory import MemoryEstimate
 
 MAX_MEASUREMENTS = 4      # latency measurements (exports) per candidate, at most
 LATENCY_MARGIN = 0.10     # aim 10 % under latency_ms: a re-measured median stays within budget
@@ -176,19 +177,13 @@ class CandidateSearch:
         if p.memory is None or (full and p.memory.trace == "lower-bound"):
             self.progress(f"memory {p.label()}")
             limit = None if self.problem.vram_gb is None or full else self.problem.vram_gb * 1e9
-            p.memory = estimate_training_memory(
-                p.config, batch_size=self.problem.batch_size, optimizer=self.problem.optimizer,
-                dtype=self.problem.dtype, device=self.problem.device, loss=self.problem.loss,
-                input_kwargs=self.problem.input_kwargs, limit_bytes=limit)
+            p.memory = memory_for(self.problem, p.config, limit)  # per device when devices > 1
             self._note(p)
         return p.memory.total
 
     def known_memory(self, p: Point):
         if p.memory is None:
-            p.memory = cached_training_memory(
-                p.config, batch_size=self.problem.batch_size, optimizer=self.problem.optimizer,
-                dtype=self.problem.dtype, device=self.problem.device, loss=self.problem.loss,
-                input_kwargs=self.problem.input_kwargs)
+            p.memory = cached_memory_for(self.problem, p.config)
         return p.memory
 
     def flops(self, p: Point) -> int:
