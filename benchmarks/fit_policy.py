@@ -51,7 +51,7 @@ MAX_WIDTH = {"mlp-flat": 1.0}  # zoo.factory.policy.CANDIDATES bounds below the 
 SMALL_IMAGE = 64  # zoo.factory.policy.SMALL_IMAGE
 FAMILY_KEYS = {"tabular": ("mlp",),
                "image": ("resnet18-small", "mobilenetv2-small", "resnet18-narrow"),
-               "sequence": ("tcn", "lstm"), "graph": ()}
+               "sequence": ("tcn", "lstm-narrow"), "graph": ()}
 SMALL_STEM_KEYS = ("resnet18-small", "mobilenetv2-small")
 ALWAYS = {"tabular": ("linear",), "image": ("linear-flat", "mlp-flat"),
           "sequence": ("linear-flat", "mlp-flat"), "graph": ("gcn",)}
@@ -66,6 +66,8 @@ def policy_key(row: dict, kind: str) -> str:
         return f"{model}-small"
     if kind == "image" and model == "resnet18":  # ImageNet stem at x0.25-1 on small images
         return "resnet18-narrow"
+    if model == "lstm":  # the measured widths, within learn.json's sizes
+        return "lstm-narrow"
     return model
 
 
@@ -130,7 +132,7 @@ def fit_threshold(gs: dict, key: str) -> tuple[int | None, str]:
 
 def _offered(key: str, shape: tuple, stem_side: int) -> bool:
     """Whether the policy's rules offer ``key`` for inputs of ``shape`` at all (any n)."""
-    if key == "lstm":
+    if key == "lstm-narrow":
         return shape[0] < LONG
     if key in SMALL_STEM_KEYS:
         return shape[-1] <= stem_side
@@ -201,7 +203,7 @@ def fit_capacity(gs: dict, kind: str, thresholds: dict, stem: int, max_width: di
             "rows": "; ".join(detail)}
 
 
-BOUNDED = ("mlp-flat", "tcn", "lstm", "resnet18-small", "resnet18-narrow", "mobilenetv2-small")
+BOUNDED = ("mlp-flat", "tcn", "lstm-narrow", "resnet18-small", "resnet18-narrow", "mobilenetv2-small")
 
 
 def fit_max_width(gs: dict) -> dict:

@@ -46,16 +46,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from .policy_evidence import (FIT, bounded, epochs_needed, evidence_rows,  # noqa: F401
+                              fitted_cap, min_samples)
 from .tasks import TASKS  # noqa: F401  (the tasks the rules serve; zoo.factory.check reads them here)
 
-
-def _fit() -> dict:
-    """The fitted constants (``factory/policy_fit.py``), or {} where they were never generated."""
-    try:
-        from .policy_fit import FIT as fitted
-    except ImportError:
-        return {}
-    return fitted
 
 # ---------------------------------------------------------------------------------------------------
 # Candidates and their search bounds
@@ -89,21 +83,20 @@ CANDIDATES: dict[str, Candidate] = {c.key: c for c in (
            flat=True),
     Candidate("mlp-flat", "mlp", (0.125, 1.0), None,
            "an MLP of 2 hidden layers (32-256 wide) over the flattened input: on small images and "
-           "small sets of series it learns where deep nets do not (issue 8, learn.json); bounded at "
-           "x1, the widest learn.json measured, so that a wider family (a conv net) that the data "
-           "allows is preferred to an MLP stretched beyond the evidence", flat=True),
+           "series it learns where deep nets do not (issue 8, learn.json)", flat=True),
     Candidate("resnet18-small", "resnet18", (0.25, 2.0), (1.0, 2.0),
            "ResNet-18 with the small stem (3x3 stride 1, no max-pool: He et al. 2016 for CIFAR) for "
            "inputs <= 64 px, from x0.25 (16-128 channels, the width learn.json measured)",
            fixed={"stem": "small"}),
     Candidate("resnet18-narrow", "resnet18", (0.25, 1.0), (1.0, 2.0),
-           "ResNet-18 with the ImageNet stem, from x0.25 (16-128 channels), for small inputs above "
-           "the small stem's sizes: on 28x28 digits its 4x smaller feature maps train several "
-           "times faster per epoch than the small stem's, and won under the same time budget "
+           "ResNet-18 with the ImageNet stem from x0.25 for inputs above the small stem's sizes: "
+           "on 28x28 digits its 4x smaller maps train ~3x faster and won in the same time budget "
            "(learn.json, mnist5k)"),
     Candidate("mobilenetv2-small", "mobilenetv2", (0.35, 1.4), (1.0, 1.5),
            "MobileNetV2 with the small stem (stride 1 in the stem and first stride-2 stage)",
            fixed={"stem": "small"}),
+    Candidate("lstm-narrow", "lstm", (0.25, 4.0), None,
+           "an LSTM of 2 layers at the widths learn.json measured (within its data sizes)"),
     Candidate("tcn", "tcn", (0.25, 2.0), None,
            "temporal CNN (1-D residual convolutions, Wang et al. 2017) at the depth learn.json "
            "measured; width x0.25-2"),
@@ -141,25 +134,7 @@ CANDIDATES: dict[str, Candidate] = {c.key: c for c in (
            "features (Li et al. 2018)"),
 )}
 
-FIT = _fit()
-
-
-def _bounded(cands: dict[str, Candidate]) -> dict[str, Candidate]:
-    """The evidence-backed candidates' widest multiplier cut to the widest learn.json measured
-    within 2 points of the best (``max_width``): larger is chosen only where the evidence says
-    larger is better; the other candidates keep their bounds."""
-    out = dict(cands)
-    for key, top in (FIT.get("max_width") or {}).items():
-        c = out.get(key)
-        if c is not None and c.width is not None and top is not None:
-            hi = max(c.width[0], min(c.width[1], float(top)))
-            out[key] = replace(
-                c, width=(c.width[0], hi), reason=c.reason + f"; widest x{hi:g}: the widest "
-                f"learn.json measured within 2 points of the best")
-    return out
-
-
-CANDIDATES = _bounded(CANDIDATES)
+CANDIDATES = bounded(CANDIDATES)
 
 # ---------------------------------------------------------------------------------------------------
 # Rules: task and data -> candidates, in preference order
@@ -170,12 +145,10 @@ CANDIDATES = _bounded(CANDIDATES)
 class Rule:
     """``candidates`` (keys of :data:`CANDIDATES`) join when every condition in ``when`` holds.
 
-    Conditions (all optional): ``min_samples`` / ``max_samples``; ``min_seq_len`` / ``max_seq_len`` (sequence
-    steps); ``min_img_size`` / ``max_img_size`` (the shorter image side); ``no_latency_budget``
-    (True: only when ``latency_ms`` is None); ``evidence`` (True: only for images <= SMALL_IMAGE
-    px and <= IMAGE_EVIDENCE_N samples, the range learn.json measured; False: only outside it,
-    where the seed's rules hold). More data may change the family (``max_samples``: the flat MLP gives way
-    to the temporal CNN); a looser budget only ever adds candidates.
+    Conditions (all optional): ``min_samples`` / ``max_samples``; ``min_seq_len`` /
+    ``max_seq_len``; ``min_img_size`` / ``max_img_size`` (the shorter side); ``no_latency_budget``
+    (only when ``latency_ms`` is None); ``evidence`` (True: only images <= SMALL_IMAGE px and <=
+    IMAGE_EVIDENCE_N samples, learn.json's range; False: only outside it: the seed's rules).
     """
     name: str
     input_kind: str
@@ -189,30 +162,12 @@ LARGE_IMAGE_SIDE = 128
 LONG_SEQUENCE = 100
 TRANSFORMER_MIN_SAMPLES = 10_000
 
-# Evidence-fitted constants (``factory/policy_fit.py``, written by ``python -m
-# zoo.benchmarks.fit_policy`` from benchmarks/results/learn*.json, never from a held-out set).
-# Each one below names the rows it came from (the ``*_rows`` texts travel into the rules' reasons).
-_MS = FIT.get("min_samples", {})
-_MS_ROWS = FIT.get("min_samples_rows", {})
-
-
-def _min_samples(key: str, seed_value: int) -> tuple[int, str]:
-    """The fitted threshold of ``key`` and its evidence; the seed's value where no rows exist."""
-    rows = _MS_ROWS.get(key, "no rows")
-    if rows == "no rows":
-        return seed_value, f"no learn.json rows: the seed's {seed_value:,} kept"
-    value = _MS.get(key)
-    if value is None:  # never good up to the largest n measured: beyond it, the seed's value
-        top = (FIT.get("min_samples_max_n") or {}).get(key) or 0
-        return (max(seed_value, top + 1),
-                f"never within 2 points of the best up to n = {top:,} in learn.json ({rows}); "
-                f"beyond the evidence the seed's {seed_value:,}")
-    return value, f"learn.json: {rows}"
+# Evidence-fitted constants (FIT); each names its rows (the ``*_rows`` texts go into the reasons).
 
 
 # tabular: the seed's decision tree says a small MLP from 1k rows; the evidence (iris,
 # breast_cancer, diabetes) has MLPs within 2 points of the best from a few dozen rows.
-TABULAR_MLP_MIN_SAMPLES, _TAB_MLP_WHY = _min_samples("mlp", 1_000)
+TABULAR_MLP_MIN_SAMPLES, _TAB_MLP_WHY = min_samples("mlp", 1_000)
 # small images (<= SMALL_IMAGE px): conv nets (the small stem up to SMALL_STEM_MAX_SIDE) join from this many
 # images (digits at 3 sizes, mnist5k); a flat MLP is always a candidate there.
 SMALL_IMAGE = 64  # flat MLPs and the narrow conv nets for images up to this side (learn.json: 8, 28)
@@ -221,12 +176,13 @@ IMAGE_EVIDENCE_N = int(((FIT.get("capacity") or {}).get("image") or {}).get("n_m
 _STEM = (FIT.get("small_stem") or {}).get("value", SMALL_IMAGE)
 SMALL_STEM_MAX_SIDE = SMALL_IMAGE if _STEM is None and not FIT else int(_STEM or 0)
 _STEM_WHY = (FIT.get("small_stem") or {}).get("rows", "He et al. 2016's CIFAR stem")
-IMAGE_NARROW_MIN_SAMPLES, _NARROW_WHY = _min_samples("resnet18-narrow", 10_000)
-IMAGE_CONV_MIN_SAMPLES, _CONV_WHY = _min_samples("resnet18-small", 10_000)
-IMAGE_MBV2_MIN_SAMPLES, _MBV2_WHY = _min_samples("mobilenetv2-small", 10_000)
+IMAGE_NARROW_MIN_SAMPLES, _NARROW_WHY = min_samples("resnet18-narrow", 10_000)
+IMAGE_CONV_MIN_SAMPLES, _CONV_WHY = min_samples("resnet18-small", 10_000)
+IMAGE_MBV2_MIN_SAMPLES, _MBV2_WHY = min_samples("mobilenetv2-small", 10_000)
 # sequences: the temporal CNN and the LSTM join from these sizes; a flat MLP always.
-SEQ_TCN_MIN_SAMPLES, _TCN_WHY = _min_samples("tcn", 1_000)
-SEQ_LSTM_MIN_SAMPLES, _LSTM_WHY = _min_samples("lstm", 1_000)
+SEQ_TCN_MIN_SAMPLES, _TCN_WHY = min_samples("tcn", 1_000)
+SEQ_LSTM_MIN_SAMPLES, _LSTM_WHY = min_samples("lstm-narrow", 1_000)
+SEQ_EVIDENCE_N = int(((FIT.get("capacity") or {}).get("sequence") or {}).get("n_max") or 0)
 # ... and the temporal CNN replaces the flat MLP on series up to this many steps
 _TCN_LEN = FIT.get("tcn_max_len") or {}
 TCN_MAX_LEN = int(_TCN_LEN.get("value") or 10 ** 9)
@@ -303,11 +259,17 @@ RULES: tuple[Rule, ...] = (
          f"series longer than {TCN_MAX_LEN:,} steps: an MLP over the flattened series (the "
          f"temporal CNN gets too few epochs there in learn.json's budget; fitted: {_TCN_LEN_WHY})",
          {"min_seq_len": TCN_MAX_LEN + 1}),
+    Rule("sequence-lstm-narrow", "sequence", ("lstm-narrow",),
+         f"short sequences (< {LONG_SEQUENCE} steps) with {SEQ_LSTM_MIN_SAMPLES:,}-"
+         f"{SEQ_EVIDENCE_N:,} samples: an LSTM at the measured widths (the seed: LSTMs for short "
+         f"sequences; on long ones it stayed near chance in learn.json, GunPoint/ArrowHead/"
+         f"Tecator/ACSF1); joins at: {_LSTM_WHY}",
+         {"min_samples": SEQ_LSTM_MIN_SAMPLES, "max_samples": SEQ_EVIDENCE_N,
+          "max_seq_len": LONG_SEQUENCE - 1}),
     Rule("sequence-lstm", "sequence", ("lstm",),
-         f"short sequences (< {LONG_SEQUENCE} steps) with >= {SEQ_LSTM_MIN_SAMPLES:,} samples: an "
-         f"LSTM (the seed: LSTMs for short sequences; on long ones it stayed near chance in "
-         f"learn.json, GunPoint/ArrowHead/Tecator); joins at: {_LSTM_WHY}",
-         {"min_samples": SEQ_LSTM_MIN_SAMPLES, "max_seq_len": LONG_SEQUENCE - 1}),
+         f"short sequences (< {LONG_SEQUENCE} steps) with > {SEQ_EVIDENCE_N:,} samples, beyond "
+         "learn.json's sizes: the seed's LSTM, scaled to the data",
+         {"min_samples": SEQ_EVIDENCE_N + 1, "max_seq_len": LONG_SEQUENCE - 1}),
     Rule("sequence-linear", "sequence", ("linear-flat",),
          "sequences: the linear baseline over the flattened series is always a candidate"),
     # graphs
@@ -388,56 +350,29 @@ class CapacityRule:
         return int(max(self.at_n_max, self.anchor_cap(n_samples)))
 
 
-def _fitted_cap(kind: str) -> dict:
-    c = (FIT.get("capacity") or {}).get(kind) or {}
-    if c.get("params_at_n_max") is None:
-        return {"evidence": "no learn.json rows: the anchors alone"}
-    return {"at_n_max": c["params_at_n_max"], "fitted_exponent": c["exponent"],
-            "n_max": c["n_max"],
-            "evidence": (f"fitted: cap(n) = {c['params_at_n_max']:,} (n / {c['n_max']:,})^"
-                         f"{c['exponent']:g} up to n = {c['n_max']:,}; picks within 2 points of "
-                         f"the best in {c['within']} groups of learn.json: {c['rows']}")}
-
-
 CAPACITY: dict[str, CapacityRule] = {c.input_kind: c for c in (
     CapacityRule("image", ((50_000, 11.7e6), (1_200_000, 25.6e6)),
                  "ResNet-18 (11.7M) on CIFAR's 50k images and ResNet-50 (25.6M) on ImageNet's "
                  "1.2M train well: b ~= 0.25, far more parameters than samples, which weight "
                  "sharing and augmentation allow (the seed's 0.01-0.1 x samples contradicts its "
-                 "own examples); up to n_max, the fitted cap", **_fitted_cap("image")),
+                 "own examples); up to n_max, the fitted cap", **fitted_cap("image")),
     CapacityRule("tabular", ((1_000, 1e4), (100_000, 1e6)),
                  "no weight sharing or augmentation: ~10 parameters per sample (the seed's "
                  "sizing); up to n_max, the fitted cap; the linear model is always allowed",
-                 **_fitted_cap("tabular")),
+                 **fitted_cap("tabular")),
     CapacityRule("sequence", ((20_000, 2e6), (500_000, 2e7)),
                  "sequence classifiers of ~2M parameters on ~20k sequences (IMDB-sized: 25k) "
-                 "and ~20M on ~500k: b ~= 0.72; up to n_max, the fitted cap", **_fitted_cap("sequence")),
+                 "and ~20M on ~500k: b ~= 0.72; up to n_max, the fitted cap", **fitted_cap("sequence")),
     CapacityRule("graph", ((2_708, 23e3), (169_343, 110e3)),
                  "node samples: Kipf & Welling's 2-layer GCN on Cora (2,708 nodes, 23k "
                  "parameters) and OGB's 3-layer GCN on ogbn-arxiv (169k nodes, 110k): b ~= 0.38; "
-                 "up to n_max, the fitted cap", **_fitted_cap("graph")),
+                 "up to n_max, the fitted cap", **fitted_cap("graph")),
 )}
 
 
 def capacity_cap(input_kind: str, n_samples: int) -> int:
     """Largest parameter count the data supports (monotone in ``n_samples``)."""
     return CAPACITY[input_kind].cap(n_samples)
-
-
-def epochs_needed(input_kind: str) -> int:
-    """Epochs a model that learns needed in learn.json (75th percentile of best epoch + 1 over the
-    runs within 2 points of their group's best); the training-budget filter asks for this many."""
-    e = (FIT.get("epochs_needed") or {}).get(input_kind) or {}
-    return int(e.get("value") or DEFAULT_EPOCHS_NEEDED)
-
-
-DEFAULT_EPOCHS_NEEDED = 10  # zoo.fit's minimum default epochs, where learn.json has no rows
-
-
-def evidence_rows(input_kind: str) -> list[dict]:
-    """learn.json's groups of this kind (not held out): data set, n, best candidate, its params and
-    score, and the smallest larger candidate that scored > 2 points lower."""
-    return list((FIT.get("evidence") or {}).get(input_kind, []))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -51,8 +51,8 @@ def test_a_family_never_within_two_points_gets_no_threshold(tmp_path):
             _run("italy_power_demand", 67, "tcn-x0.5", "tcn", 127_000, 0.89, width=0.5),
             _run("italy_power_demand", 67, "lstm-x0.5", "lstm", 50_000, 0.5, width=0.5)]
     fit = F.fit([_write(tmp_path, runs)])
-    assert fit["min_samples"]["lstm"] is None  # the policy then keeps the seed's value
-    assert "italy_power_demand n=67 below" in fit["min_samples_rows"]["lstm"]
+    assert fit["min_samples"]["lstm-narrow"] is None  # the policy then keeps the seed's value
+    assert "italy_power_demand n=67 below" in fit["min_samples_rows"]["lstm-narrow"]
     assert fit["min_samples"]["tcn"] == 67
 
 

@@ -76,7 +76,8 @@ def test_an_input_too_large_to_train_is_a_budget_error_with_nothing_allocated():
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
     err = info.value
     assert err.budget == "vram_gb" and str(err).startswith("vram_gb=2: the cheapest candidate")
-    assert "needs at least" in str(err) and err.would_work > 2_000  # GB: 2.56 TB of inputs
+    # the evidence's temporal CNN (issue 10) is costed in full, the LSTM it replaced as a floor
+    assert re.search("needs (at least )?", str(err)) and err.would_work > 2_000  # GB: 2.56 TB
     assert grown < 1024 ** 3, f"the process's peak resident set grew by {grown / 1e9:.2f} GB"
 
 
@@ -84,7 +85,7 @@ def test_a_model_whose_one_input_is_too_large_to_export_is_not_timed():
     """With a latency budget the search exports and times candidates, which allocates one real
     example input: 40 GB here. It refuses instead, naming the budget (latency_ms=None builds)."""
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    with pytest.raises(zoo.BudgetError, match=r"^latency_ms=100: one input of lstm .* is 40 GB"):
+    with pytest.raises(zoo.BudgetError, match=r"^latency_ms=100: one input of (lstm|tcn) .* is 40 GB"):
         zoo.build("sequence-classification", 1000, None, 100, input_shape=(10**6, 10**4),
                   num_classes=2)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before < 1024 ** 3

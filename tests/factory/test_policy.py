@@ -61,8 +61,12 @@ def test_large_images_keep_the_imagenet_stem_rules():
 
 def test_sequences_flat_mlp_always_lstm_short_only_transformer_never_on_small_data():
     assert {"mlp-flat", "linear-flat"} <= set(families("sequence", 10, seq_len=150))
-    assert "lstm" not in families("sequence", 10 ** 6, seq_len=policy.LONG_SEQUENCE)
-    assert "lstm" in families("sequence", max(policy.SEQ_LSTM_MIN_SAMPLES, 1), seq_len=24)
+    for n in (10, policy.SEQ_EVIDENCE_N, 10 ** 6):
+        assert not {"lstm", "lstm-narrow"} & set(
+            families("sequence", n, seq_len=policy.LONG_SEQUENCE))
+    if policy.SEQ_LSTM_MIN_SAMPLES <= policy.SEQ_EVIDENCE_N:  # within the evidence: measured widths
+        assert "lstm-narrow" in families("sequence", policy.SEQ_LSTM_MIN_SAMPLES, seq_len=24)
+    assert "lstm" in families("sequence", policy.SEQ_EVIDENCE_N + 1, seq_len=24)  # beyond: the seed
     assert "transformer" in families("sequence", 500_000, seq_len=2000)
     assert "transformer" not in families("sequence", 9_999, seq_len=2000)
     assert "tcn" in families("sequence", policy.SEQ_TCN_MIN_SAMPLES, seq_len=150)
