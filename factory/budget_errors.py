@@ -17,6 +17,7 @@ def budget_error(problem: Problem, outcomes: list[CandidateOutcome],
                  searches: dict[str, CandidateSearch]) -> BudgetError:
     """The budget nothing met, the cheapest candidate's cost, and a budget that would work."""
     from .search import LATENCY_MARGIN
+    from .device_budget import devices_hint
 
     def cheapest(failed: str) -> CandidateOutcome | None:
         rejected = [o for o in outcomes if o.failed == failed and o.cheapest is not None]
@@ -37,7 +38,8 @@ def budget_error(problem: Problem, outcomes: list[CandidateOutcome],
         return BudgetError(
             f"vram_gb={problem.vram_gb:g}: the cheapest candidate ({o.cheapest.label()}, "
             f"{o.cheapest.params:,} params) needs {at_least(o.cheapest.memory)}{need:.3g} GB to "
-            f"train at batch {problem.batch_size} with {problem.optimizer}; {works}",
+            f"train at batch {problem.batch_size} with {problem.optimizer}"
+            f"{per_device(problem)}; {works}{devices_hint(problem, o.cheapest.config)}",
             budget="vram_gb", cheapest=o.cheapest.to_dict(), would_work=would)
 
     o = cheapest("vram_gb")
@@ -57,6 +59,11 @@ def budget_error(problem: Problem, outcomes: list[CandidateOutcome],
             f"margin, so latency_ms >= {would:g} would work{extra}",
             budget="latency_ms", cheapest=o.cheapest.to_dict(), would_work=would)
     return memory_error(cheapest("vram_gb"))
+
+
+def per_device(problem: Problem) -> str:
+    n = getattr(problem, "devices", 1)
+    return f" on each of {n} devices ({problem.strategy}; global batch)" if n > 1 else ""
 
 
 def at_least(memory: MemoryEstimate) -> str:

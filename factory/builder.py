@@ -20,7 +20,7 @@ import zoo
 from zoo import validation
 from zoo.errors import BudgetError
 
-from . import policy, search
+from . import device_budget, policy, search
 from .counts import count_flops, weight_bytes
 from .problem import Problem
 from .spec import ModelSpec
@@ -32,7 +32,7 @@ def build(task: str, n_samples: int, vram_gb: float | None, latency_ms: float | 
           optimizer: str = "adam", dtype: str = "float32", device: str = "cpu",
           families=None, seed: int = 0, progress: bool = False,
           n_edges: int | None = None, train_budget_s: float | None = None,
-          epochs: int | None = None) -> nn.Module:
+          epochs: int | None = None, devices: int = 1, strategy: str = "ddp") -> nn.Module:
     """The largest model whose inductive bias fits ``task`` that the data supports, that trains in
     ``vram_gb`` and answers in ``latency_ms``.
 
@@ -61,6 +61,9 @@ def build(task: str, n_samples: int, vram_gb: float | None, latency_ms: float | 
             need fit in it are kept.
         epochs: the epochs the model must get within ``train_budget_s`` (default: what
             learn.json says a model that learns needed, :func:`zoo.factory.policy.epochs_needed`).
+        devices, strategy: data-parallel training on ``devices`` devices under ``"ddp"`` or
+            ``"fsdp"`` (FSDP2): ``vram_gb`` is then per device and ``batch_size`` global, split
+            across the devices (:mod:`zoo.factory.device_budget`); the spec states both.
 
     Returns a real model in train mode with ``model.spec`` (:class:`zoo.factory.spec.ModelSpec`).
     Raises ``ValueError`` naming a bad argument (before any work) and :class:`zoo.BudgetError`
@@ -74,7 +77,8 @@ def build(task: str, n_samples: int, vram_gb: float | None, latency_ms: float | 
                                      num_classes=num_classes, batch_size=batch_size,
                                      optimizer=optimizer, dtype=dtype, device=device,
                                      families=families, n_edges=n_edges,
-                                     train_budget_s=train_budget_s, epochs=epochs)
+                                     train_budget_s=train_budget_s, epochs=epochs,
+                                     devices=devices, strategy=strategy)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -105,6 +109,7 @@ def build(task: str, n_samples: int, vram_gb: float | None, latency_ms: float | 
     model.spec = ModelSpec.from_search(problem, result, flops=flops,
                                        seconds=time.perf_counter() - t0)
     _training_time(model.spec, problem, chosen, flops)
+    device_budget.record(model.spec, problem)
     return model
 
 

@@ -96,9 +96,10 @@ def cached_memory_for(problem, config: dict) -> MemoryEstimate | None:
 
 
 def devices_hint(problem, config: dict) -> str:
-    """What would fit ``config`` in ``problem.vram_gb`` per device: the fewest devices under FSDP
-    (and under DDP, when fewer than FSDP's), or FSDP on the same devices; ``""`` when nothing in
-    :data:`DEVICE_COUNTS` does. A sentence fragment for a ``BudgetError``."""
+    """What would fit ``config`` in ``problem.vram_gb`` per device: the fewest devices of
+    :data:`DEVICE_COUNTS` (at least ``problem.devices``) under FSDP, or FSDP on the same devices,
+    or that none does (at once when the per-process constants alone exceed ``vram_gb``). A
+    sentence fragment for a ``BudgetError``."""
     n, strategy = _devices(problem)
     if problem.vram_gb is None:
         return ""
@@ -106,7 +107,10 @@ def devices_hint(problem, config: dict) -> str:
               optimizer=problem.optimizer, dtype=problem.dtype, device=problem.device,
               loss=problem.loss, input_kwargs=problem.input_kwargs)
     more = tuple(c for c in DEVICE_COUNTS if c >= n)
-    fsdp = devices_needed(config, strategy="fsdp", candidates=more, **kw)
+    fsdp = None
+    floor = memory_for(problem, config)   # what this problem's devices need, computed already
+    if floor.framework + getattr(floor, "context", 0) < problem.vram_gb * 1e9:  # no N removes these
+        fsdp = devices_needed(config, strategy="fsdp", candidates=more, **kw)
     if fsdp is None:
         return f"; not even {DEVICE_COUNTS[-1]} devices of vram_gb={problem.vram_gb:g} with " \
                f"strategy='fsdp' fit it"
