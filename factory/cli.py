@@ -81,6 +81,9 @@ def add_subparser(sub) -> None:
                    "the epochs they need in it (the evidence's, or --epochs)")
     p.add_argument("--epochs", type=int, help="epochs the model must get in --train-budget-s "
                    "(and --train's epochs)")
+    p.add_argument("--devices", type=int, default=1, help="data-parallel devices: --vram-gb is "
+                   "then per device and --batch-size global")
+    p.add_argument("--strategy", default="ddp", help="ddp or fsdp (with --devices > 1)")
     p.add_argument("--json", action="store_true", help="print the spec as JSON, not the report")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_build)
@@ -124,7 +127,8 @@ def cmd_build(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, optimizer=args.optimizer, dtype=args.dtype,
                       device=args.device, families=families, seed=args.seed,
                       progress=not args.quiet, n_edges=edges,
-                      train_budget_s=args.train_budget_s, epochs=args.epochs)
+                      train_budget_s=args.train_budget_s, epochs=args.epochs,
+                      devices=args.devices, strategy=args.strategy)
     if args.train:
         train = flatten_if(model, data.train)
         val = None if len(train) == 4 else 0.2  # graphs: the nodes of train_mask, no split
