@@ -87,10 +87,15 @@ def setup(backend: str | None = None) -> tuple[int, int]:
 
 
 def teardown() -> None:
-    """Destroy the process group if :func:`setup` created it."""
+    """End the process group if :func:`setup` (or ``zoo.fit``) created it: a barrier (every rank
+    is done with its collectives), then NCCL's group is destroyed. Gloo's is left to the process's
+    exit: destroying it can close a rank's sockets while another rank's Gloo thread still reads
+    them, and that process then aborts ("terminate called without an active exception") after a
+    finished run; at exit the kernel closes the sockets instead."""
     if _OWNED["group"] and is_initialized():
-        dist.barrier()   # no rank tears Gloo down while another still talks to it
-        dist.destroy_process_group()
+        dist.barrier()
+        if dist.get_backend() != "gloo":
+            dist.destroy_process_group()
     _OWNED["group"] = False
 
 
@@ -106,8 +111,11 @@ def wrap(model: nn.Module, strategy: str = "ddp", *, reshard_after_forward: bool
         raise ValueError(f"model={type(model).__name__} is not accepted: expected a torch.nn.Module")
     if not is_initialized():
         return model
-    if strategy == "fsdp":
+    if strategy == "fsdp":   # rank 0's weights everywhere first (DDP does this itself)
         from .shard import shard
+        with torch.no_grad():
+            for t in list(model.parameters()) + list(model.buffers()):
+                dist.broadcast(t.data, src=0)
         return shard(model, reshard_after_forward=reshard_after_forward)
     from torch.nn.parallel import DistributedDataParallel as DDP
     device = next(model.parameters()).device
