@@ -123,11 +123,15 @@ def _epochs(row: dict | None) -> str:
 
 
 def _best_of_family(rows: list[dict], family: str) -> dict | None:
-    """The row of ``family`` whose multiplier has the best mean validation score (test as fallback)."""
+    """The row of ``family`` whose multiplier has the best mean validation score; ties: fewer
+    parameters."""
     cands = [r for r in rows if r["model"] == family and r["score"] is not None]
     if family == "mlp":
         cands = [r for r in cands if r["view"] == "flat"]
-    key = lambda r: (r["val_score"] if r["val_score"] is not None else -1e9, r["score"])  # noqa: E731
+    # A tie on validation (a handful of samples: often) goes to the smaller model, never to the
+    # test score ("start simple"; the test split must not choose).
+    key = lambda r: (r["val_score"] if r["val_score"] is not None else -1e9,  # noqa: E731
+                     -(r["params"] or 0))
     return max(cands, key=key) if cands else None
 
 

@@ -111,6 +111,11 @@ def test_series_table_chooses_multiplier_on_validation():
     assert row["tcn_minus_lstm"] == pytest.approx(30.0) and row["tcn_minus_mlp"] == pytest.approx(-1.0)
     assert row["tcn_beats_lstm"] is True and row["tcn_within_2_of_mlp"] is True
     assert row["tcn_epochs"] == "5"
+    # a tie on validation goes to the smaller model, not to the better test score
+    tie = (_runs("gunpoint", "tcn-x0.5", "tcn", [0.80], val=0.9)
+           + [dict(r, params=4000) for r in _runs("gunpoint", "tcn-x1", "tcn", [0.95], val=0.9)])
+    (row,) = R.series_table(R.summarize(tie), datasets)
+    assert "(tcn-x0.5)" in row["tcn"]
 
 
 def test_summarize_counts_failures_apart():
