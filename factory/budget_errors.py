@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 def budget_error(problem: Problem, outcomes: list[CandidateOutcome],
                  searches: dict[str, CandidateSearch]) -> BudgetError:
     """The budget nothing met, the cheapest candidate's cost, and a budget that would work."""
-    from .search import LATENCY_MARGIN
     from .device_budget import devices_hint
+
+    margin = next(iter(searches.values())).lm.margin if searches else 0.0
 
     def cheapest(failed: str) -> CandidateOutcome | None:
         rejected = [o for o in outcomes if o.failed == failed and o.cheapest is not None]
@@ -26,7 +27,7 @@ def budget_error(problem: Problem, outcomes: list[CandidateOutcome],
                 searches[o.candidate].memory(o.cheapest, full=True)
             return min(rejected, key=lambda o: o.cheapest.memory.total, default=None)
         if failed == "latency_ms":
-            return min(rejected, key=lambda o: o.cheapest.latency.median_ms, default=None)
+            return min(rejected, key=lambda o: _ms(o.cheapest), default=None)
         return min(rejected, key=lambda o: o.cheapest.params, default=None)
 
     def memory_error(o: CandidateOutcome) -> BudgetError:
@@ -47,16 +48,18 @@ def budget_error(problem: Problem, outcomes: list[CandidateOutcome],
         return memory_error(o)
     o = cheapest("latency_ms")
     if o is not None:
-        ms = o.cheapest.latency.median_ms
-        would = round_up(ms / (1.0 - LATENCY_MARGIN))
+        ms = _ms(o.cheapest)
+        how = "takes" if o.cheapest.latency is not None else "is predicted to take"
+        would = round_up(ms / (1.0 - margin))
         mem = [x for x in outcomes if x.failed == "vram_gb"]
         extra = (f" ({', '.join(x.candidate for x in mem)} did not fit vram_gb={problem.vram_gb:g})"
                  if mem else "")
         return BudgetError(
             f"latency_ms={problem.latency_ms:g}: the cheapest candidate that fits memory "
-            f"({o.cheapest.label()}, {o.cheapest.params:,} params) takes {ms:.3g} ms at batch 1 "
-            f"in ONNX Runtime ({problem.provider}); the search keeps a {LATENCY_MARGIN:.0%} "
-            f"margin, so latency_ms >= {would:g} would work{extra}",
+            f"({o.cheapest.label()}, {o.cheapest.params:,} params) {how} {ms:.3g} ms at batch 1 "
+            f"in ONNX Runtime ({problem.provider}); the search keeps a {margin:.0%} "
+            f"margin (the spread between processes measured here), so latency_ms >= {would:g} "
+            f"would work{extra}",
             budget="latency_ms", cheapest=o.cheapest.to_dict(), would_work=would)
     return memory_error(cheapest("vram_gb"))
 
@@ -64,6 +67,10 @@ def budget_error(problem: Problem, outcomes: list[CandidateOutcome],
 def per_device(problem: Problem) -> str:
     n = getattr(problem, "devices", 1)
     return f" on each of {n} devices ({problem.strategy}; global batch)" if n > 1 else ""
+
+
+def _ms(p) -> float:
+    return p.latency.median_ms if p.latency is not None else p.latency_predicted
 
 
 def at_least(memory: MemoryEstimate) -> str:

@@ -7,10 +7,8 @@ finds the largest point that fits:
 1. **data cap and memory, by bisection** -- parameters are counted and training memory traced on
    fake tensors (cheap), both monotone along the path;
 2. **latency, by prediction and few measurements** -- only finalists are exported to ONNX and
-   timed (:func:`zoo.factory.latency.measure_latency`): first the largest point that fits memory; if
-   it is too slow, the smallest; then points predicted (log-log interpolation of latency against
-   FLOPs between the measured brackets) to meet the budget, at most :data:`MAX_MEASUREMENTS` per
-   candidate. A candidate whose largest point cannot beat the best model found so far is not measured.
+   timed in a fresh process: the largest point predicted to meet the budget (see below). A
+   candidate whose largest point cannot beat the best model found so far is not measured.
 
 Across candidates the largest model wins; equal sizes go to the preferred one. So an earlier
 candidate is passed over only when it fails a budget or a later one fits a larger model.
@@ -27,8 +25,18 @@ Monotone by construction -- loosening a budget or adding data never gives a smal
   counts as fast enough when its *envelope* -- the smallest latency measured at it or any larger
   point of the path -- meets the budget (a model is never slower than a larger one of its path).
   New measurements only lower the envelope, so a point once feasible stays feasible.
-* a latency margin (:data:`LATENCY_MARGIN`) keeps the chosen model's median under the budget
-  when it is measured again.
+* a latency margin keeps the chosen model's median under the budget when it is measured again
+  in another process: it is the spread between process medians measured on this machine
+  (:mod:`zoo.factory.latency_model`; :data:`LATENCY_MARGIN` before any was measured), frozen
+  per process.
+
+Exports are few (at most :data:`MAX_EXPORTS` per search): each measurement is stored per machine
+and ORT version (:mod:`zoo.factory.latency_model`), a later process reuses it, and the point to
+measure is the largest one the candidate's log-log FLOPs-latency fit predicts within budget
+(the largest point first when nothing was measured). A candidate predicted at over
+:data:`PREDICTED_REJECT` times the budget is not exported. The reference architectures
+(:data:`REFERENCES`, and every family's default at width = depth = 1) are on every path whose
+bounds contain them, so a budget they meet is never answered with a smaller model.
 """
 from __future__ import annotations
 
@@ -42,15 +50,20 @@ import zoo
 from zoo.errors import BudgetError
 from zoo.registry import PLACEMENT_ARGS
 
-from . import policy, train_time
+from . import latency_model, policy, train_time
 from .budget_errors import at_least, budget_error
 from .counts import count_flops, input_bytes
 from .problem import Problem
 from .device_budget import cached_memory_for, memory_for
 from .training_memory import MemoryEstimate
 
-MAX_MEASUREMENTS = 4      # latency measurements (exports) per candidate, at most
-LATENCY_MARGIN = 0.10     # aim 10 % under latency_ms: a re-measured median stays within budget
+MAX_EXPORTS = 3           # ONNX exports (latency measurements) per search, at most
+MAX_MEASUREMENTS = MAX_EXPORTS
+LATENCY_MARGIN = latency_model.DEFAULT_MARGIN  # before a spread is measured on this machine
+PREDICTED_REJECT = 2.0    # a candidate predicted this many times over budget is not exported
+SPREAD_PROCESSES = 2      # fresh processes that time the chosen file again (the spread)
+# Reference architectures, put on every path that can reach them: registry -> (width, depth)s.
+REFERENCES = {"mobilenetv2": [(w, 1.0) for w in (0.35, 0.5, 0.75, 1.0, 1.4)]}
 # A point this small is not exported at all: its latency is at most BOUND_OVERHEAD_MS plus its
 # FLOPs at BOUND_FLOPS_PER_S -- a deliberately pessimistic throughput (a CPU core sustains several
 # GFLOP/s in any BLAS-backed op; ONNX Runtime's per-call overhead is tens of microseconds). CPU only.
@@ -81,6 +94,7 @@ class Point:
     flops: int | None = None
     latency: object | None = None          # LatencyResult
     latency_bound: float | None = None     # ms, when accepted by the FLOPs bound unmeasured
+    latency_predicted: float | None = None  # ms, from this machine's fit, when not exported
 
     @property
     def params(self) -> int:
@@ -104,6 +118,8 @@ class Point:
             d["latency_ms"] = round(self.latency.median_ms, 4)
         if self.latency_bound is not None:
             d["latency_bound_ms"] = round(self.latency_bound, 4)
+        if self.latency_predicted is not None:
+            d["latency_predicted_ms"] = round(self.latency_predicted, 4)
         return d
 
 
@@ -127,6 +143,8 @@ class SearchResult:
     measured: int
     exported: int
     data_cap: int
+    margin: float = LATENCY_MARGIN
+    spread: dict | None = None
 
 
 def _key(config: dict, *extra) -> str:
@@ -158,17 +176,53 @@ def candidate_path(problem: Problem, cand: policy.Candidate) -> list[Point]:
         if entry.scales_depth:
             kw["depth_mult"] = d
         points.append(Point(cand.key, len(points), w, d, config_for(cand.registry, **kw)))
+    for w, d in REFERENCES.get(cand.registry, ()):
+        _insert_reference(points, problem, cand, entry, w, d)
+    for i, p in enumerate(points):
+        p.index = i
     return points
+
+
+def _insert_reference(points: list[Point], problem: Problem, cand: policy.Candidate, entry,
+                      w: float, d: float) -> None:
+    """Put the reference architecture ``(w, d)`` on the path (within the candidate's bounds),
+    where its parameter count belongs: after every point it dominates in both width and depth,
+    before every point that dominates it, and by parameters (bisection) among the rest."""
+    if (cand.width and not cand.width[0] <= w <= cand.width[1]) or \
+            (cand.depth and not cand.depth[0] <= d <= cand.depth[1]):
+        return
+    if any(p.width_mult == w and p.depth_mult == d for p in points):
+        return
+    kw = dict(problem.base_kwargs(cand.registry), **cand.fixed)
+    if entry.scales_width:
+        kw["width_mult"] = w
+    if entry.scales_depth:
+        kw["depth_mult"] = d
+    ref = Point(cand.key, 0, w, d, config_for(cand.registry, **kw))
+    lo = max([i + 1 for i, p in enumerate(points) if p.width_mult <= w and p.depth_mult <= d],
+             default=0)
+    hi = min([i for i, p in enumerate(points) if p.width_mult >= w and p.depth_mult >= d],
+             default=len(points))
+    while lo < hi:  # first index in [lo, hi) whose parameters are not below the reference's
+        mid = (lo + hi) // 2
+        if points[mid].params < ref.params:
+            lo = mid + 1
+        else:
+            hi = mid
+    points.insert(lo, ref)
 
 
 class CandidateSearch:
     """Search one candidate's path against the problem's budgets (see the module docstring)."""
 
     def __init__(self, problem: Problem, cand: policy.Candidate, tried: list[Point],
-                 progress: Callable[[str], None]):
+                 progress: Callable[[str], None], shared: "latency_model.Exports | None" = None):
         self.problem, self.cand, self.tried, self.progress = problem, cand, tried, progress
         self.path = candidate_path(problem, cand)
         self.measured = self.exported = 0
+        self.shared = shared if shared is not None else latency_model.Exports(MAX_EXPORTS)
+        self.lm = self.shared.model(problem.provider)
+        self.warmup, self.runs = LATENCY_WARMUP, LATENCY_RUNS
 
     # -- costs ---------------------------------------------------------------------------------
     def memory(self, p: Point, *, full: bool = False) -> int:
@@ -195,24 +249,40 @@ class CandidateSearch:
             p.flops = _FLOPS_CACHE[key]
         return p.flops
 
+    def arch_key(self, p: Point) -> str:
+        return _key(p.config, self.problem.provider, self.problem.input_kwargs)
+
     def latency(self, p: Point) -> float:
-        """Measured median latency (ms) of ``p``'s ONNX export; cached per architecture."""
+        """Median latency (ms) of ``p``'s ONNX export: measured in this process, or on this machine
+        before (the :mod:`~zoo.factory.latency_model` cache), else exported and timed now."""
         if p.latency is None:
-            key = _key(p.config, self.problem.provider)
+            key = self.arch_key(p)
+            if key not in _LATENCY_CACHE and self.lm.known(key) is not None:
+                from .latency import LatencyResult
+
+                _LATENCY_CACHE[key] = LatencyResult(**self.lm.known(key))
             if key not in _LATENCY_CACHE:
-                from .latency import measure_latency
+                from .latency import _time_file
 
                 self._check_timeable(p)
                 self.progress(f"export + time {p.label()}")
-                model = zoo.from_config(p.config).eval()
-                _LATENCY_CACHE[key] = measure_latency(
-                    model, batch_size=1, provider=self.problem.provider,
-                    warmup=LATENCY_WARMUP, runs=LATENCY_RUNS)
+                path = self.shared.file_for(key)
+                zoo.export_onnx(zoo.from_config(p.config).eval(), path)
+                _LATENCY_CACHE[key] = _time_file(path, 1, self.problem.provider,
+                                                 self.shared.threads, LATENCY_WARMUP,
+                                                 LATENCY_RUNS, True)
+                self.lm.record(self.cand.key, key, self.flops(p), _LATENCY_CACHE[key].to_dict())
+                self.lm.save()
                 self.measured += 1
                 self.exported += 1
+                self.shared.left -= 1
             p.latency = _LATENCY_CACHE[key]
             self._note(p)
         return p.latency.median_ms
+
+    def predicted(self, i: int) -> float | None:
+        """Predicted latency (ms) of point ``i`` from this machine's fits (None: no data)."""
+        return self.lm.predict(self.cand.key, self.flops(self.path[i]))
 
     def _check_timeable(self, p: Point) -> None:
         """Refuse to export a model whose one example input exceeds :data:`MAX_TIMED_INPUT_BYTES`
@@ -235,16 +305,23 @@ class CandidateSearch:
             return math.inf
         return BOUND_OVERHEAD_MS + 1e3 * self.flops(self.path[i]) / BOUND_FLOPS_PER_S
 
+    def _ms(self, i: int) -> float | None:
+        key = self.arch_key(self.path[i])
+        if key in _LATENCY_CACHE:
+            return _LATENCY_CACHE[key].median_ms
+        known = self.lm.known(key)
+        return None if known is None else known["median_ms"]
+
     def is_measured(self, i: int) -> bool:
-        return _key(self.path[i].config, self.problem.provider) in _LATENCY_CACHE
+        return self._ms(i) is not None
 
     def envelope(self, i: int) -> float | None:
-        """Smallest latency measured (this process) at point ``i`` or any larger path point."""
+        """Smallest latency measured (this process, or this machine before) at point ``i`` or any
+        larger path point."""
         best = None
-        for p in self.path[i:]:
-            key = _key(p.config, self.problem.provider)
-            if key in _LATENCY_CACHE:
-                ms = _LATENCY_CACHE[key].median_ms
+        for j in range(i, len(self.path)):
+            ms = self._ms(j)
+            if ms is not None:
                 best = ms if best is None else min(best, ms)
         return best
 
@@ -308,7 +385,9 @@ class CandidateSearch:
         if prob.latency_ms is None:
             return CandidateOutcome(cand.key, path[top], "feasible",
                                  f"{cand.key}: {path[top].label()} fits (no latency budget)")
-        budget = prob.latency_ms * (1.0 - LATENCY_MARGIN)
+        margin = self.lm.margin
+        budget = prob.latency_ms * (1.0 - margin)
+        why = f"{budget:.3g} ms (latency_ms={prob.latency_ms:g} less a {margin:.0%} margin)"
 
         def ok(i: int) -> bool:
             if self.bound(i) <= budget:
@@ -316,32 +395,46 @@ class CandidateSearch:
             env = self.envelope(i)
             return env is not None and env <= budget
 
-        measured_here = 0
-        if not ok(top):
-            self.latency(path[top])
-            measured_here += 1
-        if not ok(top):
-            if not ok(0):
-                self.latency(path[0])
-                measured_here += 1
-            if not ok(0):
-                return CandidateOutcome(cand.key, None, "rejected",
-                                     f"{cand.key}: cheapest candidate takes "
-                                     f"{path[0].latency.median_ms:.3g} ms > "
-                                     f"{budget:.3g} ms (latency_ms={prob.latency_ms:g} less "
-                                     f"a {LATENCY_MARGIN:.0%} margin)", path[0], "latency_ms")
-            while measured_here < MAX_MEASUREMENTS:
-                lo = max(i for i in range(top + 1) if ok(i))
-                hi = min(i for i in range(lo + 1, top + 1)
-                         if self.is_measured(i) and not ok(i))
-                if hi - lo <= 1:
-                    break
-                guess = self._predict(lo, hi, budget)
-                if guess <= lo:
-                    break
-                self.latency(path[guess])
-                measured_here += 1
-        best = max(i for i in range(top + 1) if ok(i))
+        while not ok(top) and self.shared.left > 0:
+            best_ok = max((i for i in range(top + 1) if ok(i)), default=-1)
+            slow = [i for i in range(best_ok + 1, top + 1) if self.is_measured(i)]
+            limit = min(slow) - 1 if slow else top   # measured too slow: guess below it
+            if limit <= best_ok:
+                break
+            pred = {i: self.predicted(i) for i in range(best_ok + 1, limit + 1)}
+            if pred[limit] is None:
+                guess = limit              # nothing measured on this machine: the largest first
+            else:
+                fits = [i for i, ms in pred.items() if ms <= budget]
+                if fits:
+                    guess = max(fits)
+                elif best_ok >= 0 or pred[best_ok + 1] > PREDICTED_REJECT * budget:
+                    break                  # predicted too slow: keep what is proven
+                else:
+                    guess = best_ok + 1    # predicted a little too slow: measure the cheapest
+            if self.path[guess].params <= best_params:
+                break                      # cannot beat the best model found so far
+            self.latency(self.path[guess])
+        best = max((i for i in range(top + 1) if ok(i)), default=-1)
+        if best < 0:
+            p0 = path[0]
+            ms = self._ms(0)
+            if ms is None:
+                pred0 = self.predicted(0)
+                if pred0 is None or self.shared.left <= 0:
+                    self.latency(p0)       # the error must name a measured cost
+                    ms = p0.latency.median_ms
+                else:
+                    p0.latency_predicted = pred0
+                    return CandidateOutcome(cand.key, None, "rejected",
+                                         f"{cand.key}: cheapest candidate is predicted to take "
+                                         f"{pred0:.3g} ms (this machine's FLOPs-latency fit) > "
+                                         f"{why}; not exported", p0, "latency_ms")
+            else:
+                self.latency(p0)
+            return CandidateOutcome(cand.key, None, "rejected",
+                                 f"{cand.key}: cheapest candidate takes {ms:.3g} ms > {why}",
+                                 p0, "latency_ms")
         p = path[best]
         limit = "the latency budget" if best < top else "the data cap and memory"
         if self.bound(best) <= budget:
@@ -350,27 +443,19 @@ class CandidateSearch:
                                  f"{cand.key}: {p.label()} is the largest within {limit} (at most "
                                  f"{p.latency_bound:.3g} ms from its {p.flops:,} FLOPs: not "
                                  f"exported)")
-        if p.latency is None:  # feasible through the envelope: measure it for the record
-            self.latency(p)
+        if self._ms(best) is not None:
+            self.latency(p)                # known: no export
+        else:  # feasible through the envelope only: the record takes the larger point's figure
+            env = min(j for j in range(best, len(path)) if self._ms(j) is not None
+                      and self._ms(j) <= budget)
+            p.latency = self._result(env)
         return CandidateOutcome(cand.key, p, "feasible",
                              f"{cand.key}: {p.label()} is the largest within {limit} "
                              f"({p.latency.median_ms:.3g} ms measured)")
 
-    def _predict(self, lo: int, hi: int, budget: float) -> int:
-        """Largest index in (lo, hi) predicted to meet ``budget``: latency is interpolated
-        log-log against FLOPs between the two measured brackets."""
-        f_lo, f_hi = math.log(self.flops(self.path[lo])), math.log(self.flops(self.path[hi]))
-        l_lo, l_hi = math.log(self.envelope(lo)), math.log(self.envelope(hi))
-        slope = (l_hi - l_lo) / (f_hi - f_lo) if f_hi > f_lo else 1.0
-        guess = lo
-        for i in range(lo + 1, hi):
-            pred = l_lo + slope * (math.log(self.flops(self.path[i])) - f_lo)
-            if pred <= math.log(budget):
-                guess = i
-        if guess == lo:  # predicted too slow everywhere: probe the middle once
-            guess = (lo + hi) // 2 if hi - lo > 1 else lo
-        return guess
-
+    def _result(self, i: int):
+        self.latency(self.path[i])
+        return self.path[i].latency
 
 def search(problem: Problem, candidates: list[str], *, progress: Callable[[str], None] | None = None
            ) -> SearchResult:
@@ -381,19 +466,27 @@ def search(problem: Problem, candidates: list[str], *, progress: Callable[[str],
     data_cap = policy.capacity_cap(problem.task.input_kind, problem.n_samples)
     tried: list[Point] = []
     outcomes: list[CandidateOutcome] = []
-    searches = {k: CandidateSearch(problem, policy.CANDIDATES[k], tried, progress) for k in candidates}
-    # If no candidate has a point under the cap, each one's smallest point is allowed.
-    cap_floor = all(s.path[0].params > data_cap for s in searches.values())
-    best: CandidateOutcome | None = None
-    for key in candidates:
-        outcome = searches[key].run(best.best.params if best else -1, data_cap, cap_floor)
-        outcomes.append(outcome)
-        if outcome.status == "feasible" and (best is None or outcome.best.params > best.best.params):
-            best = outcome
-    measured = sum(s.measured for s in searches.values())
-    exported = sum(s.exported for s in searches.values())
-    if best is None:
-        raise budget_error(problem, outcomes, searches)
+    shared = latency_model.Exports(MAX_EXPORTS)
+    try:
+        searches = {k: CandidateSearch(problem, policy.CANDIDATES[k], tried, progress, shared)
+                    for k in candidates}
+        # If no candidate has a point under the cap, each one's smallest point is allowed.
+        cap_floor = all(s.path[0].params > data_cap for s in searches.values())
+        best: CandidateOutcome | None = None
+        for key in candidates:
+            outcome = searches[key].run(best.best.params if best else -1, data_cap, cap_floor)
+            outcomes.append(outcome)
+            if outcome.status == "feasible" and (best is None or
+                                                 outcome.best.params > best.best.params):
+                best = outcome
+        measured = sum(s.measured for s in searches.values())
+        exported = sum(s.exported for s in searches.values())
+        if best is None:
+            raise budget_error(problem, outcomes, searches)
+        spread = latency_model.measure_spread(problem, best.best, searches[best.candidate], shared,
+                                              progress, SPREAD_PROCESSES)
+    finally:
+        shared.close()
     best.status = "chosen"
     reasons = []
     if cap_floor:
@@ -408,4 +501,6 @@ def search(problem: Problem, candidates: list[str], *, progress: Callable[[str],
                          f"({best.best.params:,} > {o.best.params:,} parameters)")
         reasons.append(o.reason)
     reasons.append(best.reason + " -- chosen")
-    return SearchResult(best.best, outcomes, tried, reasons, measured, exported, data_cap)
+    margin = shared.model(problem.provider).margin
+    return SearchResult(best.best, outcomes, tried, reasons, measured, exported, data_cap,
+                        margin, spread)

@@ -45,6 +45,7 @@ class ModelSpec:
     budgets: dict
     data_cap: int
     latency_bound_ms: float | None = None
+    latency_spread: dict | None = None
     candidates: list = field(default_factory=list)
     rules: list = field(default_factory=list)
     reasons: list = field(default_factory=list)
@@ -117,13 +118,14 @@ class ModelSpec:
             width_mult=chosen.width_mult, depth_mult=chosen.depth_mult, params=chosen.params,
             flops=flops, memory=chosen.memory.to_dict(), latency=lat,
             latency_bound_ms=chosen.latency_bound,
+            latency_spread=getattr(result, "spread", None),
             budgets={"n_samples": problem.n_samples, "vram_gb": problem.vram_gb,
                      "latency_ms": problem.latency_ms, "batch_size": problem.batch_size,
                      "optimizer": problem.optimizer, "dtype": problem.dtype,
                      "device": problem.device, "provider": problem.provider,
                      "input_shape": list(shape), "num_classes": problem.num_classes,
                      "n_edges": (problem.input_kwargs or {}).get("num_edges"),
-                     "latency_margin": LATENCY_MARGIN,
+                     "latency_margin": getattr(result, "margin", LATENCY_MARGIN),
                      "input_view": "flat" if flat else "native",
                      "train_budget_s": getattr(problem, "train_budget_s", None),
                      "epochs": getattr(problem, "epochs", None)},

@@ -39,7 +39,7 @@ def test_latency_envelope_only_falls_as_measurements_arrive():
     n = len(fs.path)
 
     def seed(i, ms):  # as if measured: the cache holds LatencyResults per architecture
-        key = search._key(fs.path[i].config, problem.provider)
+        key = fs.arch_key(fs.path[i])
         search._LATENCY_CACHE[key] = LatencyResult(ms, ms, ms, ms, ms, 1, 1, "cpu")
 
     seed(n - 1, 5.0)
