@@ -5,17 +5,24 @@ the estimate of :func:`zoo.factory.estimate_training_memory` beside the peak mea
 training steps in a fresh process (:func:`zoo.factory.measure_training_memory`): on CPU the growth of
 the peak resident set plus the weights held before; with ``--device cuda``,
 ``torch.cuda.max_memory_allocated``. Measurements are median [min-max] over ``--repeats``.
+
+Estimate time per case: ``trace s``, the estimate made from scratch (a trace, written to a fresh
+cache folder of this run), and ``cached s``, the same estimate read back from that folder with the
+in-process cache cleared (what a second build in a new process pays).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import zoo
 from zoo.factory.memprobe import measure_training_memory
 from zoo.factory.train_step import MiB
+from zoo.factory import training_memory
 from zoo.factory.training_memory import estimate_training_memory
 from zoo.factory.timing import runtime_info
 
@@ -75,7 +82,34 @@ def _describe(kw: dict, bs: int, ik: dict | None) -> str:
     return " ".join(parts)
 
 
+def _timed_estimates(cfg: dict, **kw):
+    """The estimate from scratch and read back from the (fresh) cache, with their seconds."""
+    training_memory._MEMORY_CACHE.clear()
+    t0 = time.perf_counter()
+    est = estimate_training_memory(cfg, **kw)
+    t1 = time.perf_counter()
+    training_memory._MEMORY_CACHE.clear()
+    again = estimate_training_memory(cfg, **kw)
+    t2 = time.perf_counter()
+    if again.to_dict() != est.to_dict():
+        raise RuntimeError(f"the cached estimate differs from the traced one for {cfg}")
+    return est, t1 - t0, t2 - t1
+
+
 def run(args: argparse.Namespace) -> int:
+    saved = os.environ.get("ZOO_CACHE_DIR")
+    with tempfile.TemporaryDirectory(prefix="zoo-bench-memory-") as folder:
+        os.environ["ZOO_CACHE_DIR"] = folder  # a fresh cache: every case is traced once
+        try:
+            return _run(args)
+        finally:
+            if saved is None:
+                os.environ.pop("ZOO_CACHE_DIR", None)
+            else:
+                os.environ["ZOO_CACHE_DIR"] = saved
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.repeats < 1 or args.parallel < 1:
         raise ValueError(f"--repeats={args.repeats} / --parallel={args.parallel} are not accepted: "
                          f"expected integers >= 1")
@@ -98,8 +132,9 @@ def run(args: argparse.Namespace) -> int:
                                 optimizer=args.optimizer, device=args.device)
                     for _ in range(args.repeats)] for _, cfg, _, bs, ik in configs]
         for (name, cfg, kw, bs, ik), futs in progress(list(zip(configs, futures)), desc="memory"):
-            est = estimate_training_memory(cfg, batch_size=bs, input_kwargs=ik,
-                                           optimizer=args.optimizer, device=args.device)
+            est, t_trace, t_cached = _timed_estimates(cfg, batch_size=bs, input_kwargs=ik,
+                                                      optimizer=args.optimizer,
+                                                      device=args.device)
             peaks = [f.result().peak for f in futs]
             med = statistics.median(peaks)
             err = 100 * (est.total / med - 1)
@@ -110,15 +145,18 @@ def run(args: argparse.Namespace) -> int:
                          "error": err, "trace": est.trace})
             results.append({"family": fam, "model": name, "config": cfg, "batch_size": bs,
                             "input_kwargs": ik, "estimate": est.to_dict(),
-                            "measured_bytes": peaks, "error_percent": err})
+                            "measured_bytes": peaks, "error_percent": err,
+                            "estimate_seconds": {"trace": t_trace, "cached": t_cached}})
     fmt_mib = lambda v: f"{v:,.1f}"  # noqa: E731
     print_table(rows, [("family", "family"), ("model", "model"), ("size", "size"),
                        ("estimate", "estimate MiB", fmt_mib), ("measured", "measured MiB", fmt_mib),
                        ("range", "[min-max]"), ("error", "error %", lambda v: f"{v:+.1f}"),
-                       ("trace", "trace")])
+                       ("trace", "trace"), ("trace_s", "trace s", lambda v: f"{v:.2f}"),
+                       ("cached_s", "cached s", lambda v: f"{v:.3f}")])
     worst = max(abs(r["error"]) for r in rows)
     print(f"{len(rows)} cases, worst error {worst:.1f} %, {args.repeats} measurement(s) each, "
-          f"{time.perf_counter() - t0:.0f} s")
+          f"{time.perf_counter() - t0:.0f} s; estimates {sum(r['trace_s'] for r in rows):.1f} s "
+          f"traced, {sum(r['cached_s'] for r in rows):.2f} s read back from the cache")
     if args.json:
         write_json(args.json, "memory", info, vars(args), results)
     return 0

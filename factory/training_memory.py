@@ -45,12 +45,14 @@ freed during backward while gradients appear, so the two never peak together.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 
 import zoo
 from zoo import validation
 
+from . import trace_cache
 from .counts import buffer_bytes, input_bytes, weight_bytes
 from .replay import FRAMEWORK_OVERHEAD, framework_overhead, replay
 from .step_trace import extrapolated_trace, fake_trace
@@ -164,7 +166,9 @@ def estimate_training_memory(config: dict, *, batch_size: int, optimizer: str = 
     ``torch.cuda.max_memory_allocated`` reports: the traced tensors plus cuBLAS's and cuDNN's
     workspaces (constants fitted to one H200 run, where all 24 ``zoo-bench memory --large`` cases
     came within 15 %).
-    Cached per argument set within the process.
+    Cached per argument set within the process, and across processes under the user's cache
+    directory (:mod:`zoo.factory.trace_cache`, keyed by the arguments and the versions of torch,
+    zoo and the estimator): a second build of the same problem reads it back.
 
     First the floor (:func:`memory_lower_bound`) is counted: when it exceeds ``limit_bytes`` (the
     caller's budget), or when the profiled steps' floor exceeds :data:`PROFILE_MAX_BYTES`, the
@@ -178,6 +182,13 @@ def estimate_training_memory(config: dict, *, batch_size: int, optimizer: str = 
     key = _memory_key(config, batch_size, optimizer, dt, device, loss, input_kwargs)
     if key in _MEMORY_CACHE:
         return _MEMORY_CACHE[key]
+    disk_key = trace_cache.cache_key(config, batch_size=batch_size, optimizer=optimizer,
+                                     dtype=str(dt).replace("torch.", ""), device=device,
+                                     loss=loss, input_kwargs=input_kwargs)
+    cached = _from_fields(trace_cache.load(disk_key))
+    if cached is not None:
+        _MEMORY_CACHE[key] = cached
+        return cached
     family = zoo.get_entry(config["name"]).family
     kw = dict(batch_size=batch_size, optimizer=optimizer, dtype=dt, loss=loss,
               input_kwargs=input_kwargs)
@@ -210,4 +221,19 @@ def estimate_training_memory(config: dict, *, batch_size: int, optimizer: str = 
         dtype=str(dt).replace("torch.", ""), device=device, trace=how,
         phase_peaks=r["phase_peaks"])
     _MEMORY_CACHE[key] = est
+    trace_cache.store(disk_key, asdict(est))
     return est
+
+
+def _from_fields(fields: dict | None) -> MemoryEstimate | None:
+    """A :class:`MemoryEstimate` from a cache entry's fields, or None where they do not make one."""
+    names = {f.name for f in dataclasses.fields(MemoryEstimate)}
+    if not isinstance(fields, dict) or set(fields) != names:
+        return None
+    ints = [fields[n] for n in ("weights", "gradients", "optimizer_state", "activations",
+                                "transient", "allocator", "framework", "total", "traced_peak",
+                                "batch_size")]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ints) \
+            or not isinstance(fields["phase_peaks"], dict):
+        return None
+    return MemoryEstimate(**fields)

@@ -1,0 +1,75 @@
+"""Training-memory estimates cached across processes, under the user's cache directory.
+
+A traced estimate (:func:`zoo.factory.training_memory.estimate_training_memory`) costs seconds;
+its result depends only on what is in its key, so a second build of the same problem, in a new
+process, reads it back instead of tracing again.
+
+Where: ``$ZOO_CACHE_DIR/memory``, else ``$XDG_CACHE_HOME/zoo/memory``, else
+``~/.cache/zoo/memory``; one JSON file per estimate, named by the SHA-256 of its key::
+
+    key = [config, batch_size, optimizer, dtype, device, loss, input_kwargs,
+           torch.__version__, zoo.__version__, ESTIMATOR_VERSION]
+
+A new torch, a new zoo or a change to the estimator (:data:`ESTIMATOR_VERSION`) gives new keys, so
+old entries are never read. Files are written atomically (:mod:`zoo.atomic`); an entry that cannot
+be read back whole (truncated, corrupt, another key, missing fields) is ignored, and the estimate
+computed again is written over it.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+import zoo
+from zoo.atomic import atomic_path
+
+ESTIMATOR_VERSION = 2
+"""Raised whenever a change to the estimator (rules, heap model, constants) changes its results."""
+
+
+def cache_dir() -> Path:
+    """The folder of cached estimates: ``$ZOO_CACHE_DIR/memory``, ``$XDG_CACHE_HOME/zoo/memory``
+    or ``~/.cache/zoo/memory``."""
+    if os.environ.get("ZOO_CACHE_DIR"):
+        return Path(os.environ["ZOO_CACHE_DIR"]) / "memory"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "zoo" / "memory"
+
+
+def cache_key(config: dict, *, batch_size: int, optimizer: str, dtype: str, device: str,
+              loss: str, input_kwargs: dict | None) -> str:
+    """The key (a JSON string) of one estimate: its arguments and the versions that decide it."""
+    return json.dumps([config, batch_size, optimizer, dtype, device, loss, input_kwargs,
+                       torch.__version__, zoo.__version__, ESTIMATOR_VERSION],
+                      sort_keys=True, default=str)
+
+
+def _path(key: str) -> Path:
+    return cache_dir() / (hashlib.sha256(key.encode()).hexdigest() + ".json")
+
+
+def load(key: str) -> dict | None:
+    """The cached estimate's fields for ``key``, or None (absent, unreadable, or another key)."""
+    try:
+        entry = json.loads(_path(key).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(entry, dict) or entry.get("key") != key \
+            or not isinstance(entry.get("estimate"), dict):
+        return None
+    return entry["estimate"]
+
+
+def store(key: str, fields: dict) -> None:
+    """Write ``fields`` (an estimate's) for ``key``, atomically; a cache that cannot be written
+    (read-only home, full disk) is skipped: the estimate stands without it."""
+    with contextlib.suppress(OSError):
+        path = _path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps({"key": key, "estimate": fields}))
