@@ -215,34 +215,24 @@ def fsdp_tracker_peaks(config: dict, *, local_batch: int, worlds, optimizer: str
                        input_kwargs: dict | None = None) -> dict[int, dict[str, int]]:
     """Per world size N in ``worlds``: FSDPMemTracker's breakdown at the peak of a steady-state
     FSDP2 step at ``local_batch`` (keys of :data:`_KEYS`' values), on fake tensors and a fake
-    process group. Runs in a subprocess when this process already has a process group."""
-    import torch.distributed as dist
-
+    process group, traced in a fresh subprocess (see the comment inside), cached per request."""
     validation.positive_int("local_batch", local_batch)
-    todo = {}
-    out = {}
-    for n in worlds:
-        key = json.dumps([config, local_batch, n, optimizer, str(dtype), loss, input_kwargs],
-                         sort_keys=True, default=str)
-        if key in _TRACKER_CACHE:
-            out[n] = _TRACKER_CACHE[key]
-        else:
-            todo[n] = key
-    if not todo:
-        return out
-    req = dict(config=config, local_batch=local_batch, worlds=sorted(todo), optimizer=optimizer,
+    worlds = [validation.positive_int("devices", n) for n in worlds]
+    req = dict(config=config, local_batch=local_batch, worlds=worlds, optimizer=optimizer,
                dtype=str(dtype).replace("torch.", ""), loss=loss, input_kwargs=input_kwargs)
-    if dist.is_available() and dist.is_initialized():
+    key = json.dumps(req, sort_keys=True, default=str)
+    if key not in _TRACKER_CACHE:
+        # Always a fresh process: FSDPMemTracker's figures for a config depend on whether this
+        # process traced the same config before (the optimizer state at the peak read 6x the
+        # sharded parameters on a config's first trace and 4x on a second, for an MLP), and the
+        # per-rank peaks of zoo-bench distributed were matched by first traces.
         proc = subprocess.run([sys.executable, "-m", "zoo.factory.distributed_memory",
                                json.dumps(req)], capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
             raise RuntimeError(f"FSDP memory trace failed: {proc.stderr[-2000:]}")
-        got = {int(k): v for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
-    else:
-        got = _trace_worlds(**req)
-    for n, key in todo.items():
-        _TRACKER_CACHE[key] = out[n] = got[n]
-    return out
+        got = json.loads(proc.stdout.strip().splitlines()[-1])
+        _TRACKER_CACHE[key] = {int(k): v for k, v in got.items()}
+    return dict(_TRACKER_CACHE[key])
 
 
 def _trace_worlds(*, config, local_batch, worlds, optimizer, dtype, loss, input_kwargs) -> dict:
