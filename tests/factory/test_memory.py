@@ -23,6 +23,12 @@ from zoo.factory.train_step import OPTIMIZERS, MiB
 TOLERANCE = 0.15
 
 
+@pytest.fixture(autouse=True)
+def fresh_memory_cache(tmp_path, monkeypatch):
+    """Estimates traced here, not read from the user's cache (see test_memory_cache.py)."""
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
+
+
 def test_every_registered_family_is_covered_at_two_sizes():
     families = {zoo.get_entry(n).family for n in zoo.list_models()}
     counts = {f: sum(zoo.get_entry(n).family == f for n, *_ in CASES) for f in families}
