@@ -47,6 +47,7 @@ import torch.nn as nn
 from .atomic import atomic_path
 from .errors import ModelFileError
 from .io import model_metadata
+from .onnx_batch import make_batch_dynamic
 from .onnx_ops import TRANSLATIONS, swap_lstms
 
 # Protobuf cannot serialise a single message of 2 GiB or more; bigger models need external data.
@@ -167,8 +168,16 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, batch_size: int = 
             for n in input_names)
     swap_lstms(net)  # nn.LSTM -> one custom operator: a trace cost independent of the length
 
-    program = _dynamo_export(net, inputs, input_names, output_names, dynamic_shapes, opset)
-    proto = program.model_proto
+    proto = None
+    if axes and all(axes.get(n) == {0: "batch"} for n in input_names):
+        # Fixed-batch trace, then the batch made symbolic where provably safe (zoo.onnx_batch):
+        # 3.8 s instead of 5.6 s for a cold 224-px ResNet-50 here. Otherwise a symbolic trace.
+        proto = _dynamo_export(net, inputs, input_names, output_names, None, opset).model_proto
+        if not make_batch_dynamic(proto, traced_batch):
+            proto = None
+    if proto is None:
+        proto = _dynamo_export(net, inputs, input_names, output_names, dynamic_shapes,
+                               opset).model_proto
     meta = dict(model_metadata(model))
     meta["zoo.inputs"] = json.dumps([_describe(n, t) for n, t in zip(input_names, inputs)])
     meta["zoo.dynamic_axes"] = json.dumps(axes)
