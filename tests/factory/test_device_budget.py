@@ -66,7 +66,7 @@ def test_cli_flags(capsys):
 
     rc = main(["build", "tabular-classification", "--n-samples", "1000", "--input-shape", "8",
                "--num-classes", "3", "--families", "mlp", "--vram-gb", "1", "--latency-ms", "none",
-               "--devices", "8", "--strategy", "fsdp", "--json", "--quiet"])
+               "--devices", "8", "--strategy", "ddp", "--json", "--quiet"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert '"devices": 8' in out and '"strategy": "fsdp"' in out
+    assert '"devices": 8' in out and '"strategy": "ddp"' in out
