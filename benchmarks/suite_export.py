@@ -4,7 +4,8 @@ Two tables, every export timed by ``time.perf_counter`` around :func:`zoo.export
 translation, optimisation, checks and the atomic write included):
 
 * **per model, default sizes** (registry defaults): each model in a fresh process, which reports
-  its imports, the *cold* export (the first in the process, paying the one-off warm-up of
+  its imports (torch and zoo; then, apart, the exporter's modules: onnx, onnxscript,
+  ``torch.onnx``'s exporter and ``torch.export``), the *cold* export (the first in the process, paying the one-off warm-up of
   ``torch.export`` / onnxscript) and ``--runs`` *warm* exports after it. Goal: at most 5 s.
 * **scaling**: the LSTM and the Transformer at ``--lengths`` steps (default 50, 200 and 2000), and
   the GCN at 256 and 1,000,000 edges (``num_nodes`` = edges / 4), all warm (one untimed export
@@ -39,8 +40,11 @@ import torch
 import zoo
 import zoo.onnx_export
 imported = time.perf_counter() - t0
+t0 = time.perf_counter()  # the exporter's own modules, which the first export would import lazily
+import onnx, onnxscript, torch.export._trace, torch.onnx._internal.exporter._core
+exporter_imported = time.perf_counter() - t0
 name, sizes, runs, warm_first = json.loads(sys.argv[1])
-out = {"import_s": imported, "sizes": []}
+out = {"import_s": imported, "exporter_import_s": exporter_imported, "sizes": []}
 with tempfile.TemporaryDirectory(prefix="zoo-bench-export-") as tmp:
     path = os.path.join(tmp, "m.onnx")
     if warm_first:  # the one-off warm-up paid on a small model, outside the figures
@@ -134,7 +138,8 @@ def measure_models(names: list[str], runs: int) -> list[dict]:
         (size,) = out["sizes"]
         cold, warm = size["seconds"][0], size["seconds"][1:]
         rows.append({**row, "params": size["params"], "bytes": size["bytes"],
-                     "import_s": out["import_s"], "cold_s": cold, "warm": _figure(warm)})
+                     "import_s": out["import_s"], "exporter_import_s": out["exporter_import_s"],
+                     "cold_s": cold, "warm": _figure(warm)})
     return rows
 
 
@@ -166,13 +171,18 @@ def run(args: argparse.Namespace) -> int:
     names, lengths = _check(args)
     info = runtime_info("cpu")
     print_header("export", info)
+    load_start = os.getloadavg()
     print(f"zoo.export_onnx wall time, seconds, median [min-max] of {args.runs} warm runs; "
-          f"'cold' = the first export in a fresh process (one-off warm-up included, imports "
-          f"not); goal: <= {LIMIT_S:g} s per model, largest size <= {SCALING_LIMIT:g}x the "
-          f"smallest\n")
+          f"'cold' = the first export in a fresh process (one-off warm-up included; imports "
+          f"not: 'imports' = torch and zoo, 'exporter imports' = onnx, onnxscript and the "
+          f"torch.onnx/torch.export modules the first export would otherwise import); "
+          f"load average at start {load_start[0]:.1f}; goal: <= {LIMIT_S:g} s per model, "
+          f"largest size <= {SCALING_LIMIT:g}x the smallest\n")
     models = measure_models(names, args.runs)
     print_table(models, [("model", "model"), ("params", "params", fmt_count),
                          ("import_s", "imports s", lambda v: "-" if v is None else f"{v:.2f}"),
+                         ("exporter_import_s", "exporter imports s",
+                          lambda v: "-" if v is None else f"{v:.2f}"),
                          ("cold_s", "cold export s", lambda v: "-" if v is None else f"{v:.2f}"),
                          ("warm", "warm export s", _sec),
                          ("bytes", "file", lambda v: "-" if v is None else fmt_count(v) + "B")])
@@ -205,6 +215,8 @@ def run(args: argparse.Namespace) -> int:
     for r in failed:
         print(f"{r['model']}: FAILED: {r['error']}")
     if args.json:
-        write_json(args.json, "export", info, vars(args), {"models": models, "scaling": scaling})
+        load = {"start": list(load_start), "end": list(os.getloadavg())}
+        write_json(args.json, "export", info, vars(args),
+                   {"models": models, "scaling": scaling, "load_average": load})
         print(f"\nwrote {args.json}")
     return 1 if failed else 0

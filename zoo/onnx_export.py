@@ -15,6 +15,12 @@ dynamo export in a process pays about 2 s more (imports and warm-up of torch.exp
 a ``zoo build`` should export only its finalists. (Legacy export did not slow later eager timings
 here either: resnet18 eager stayed at 14 ms before and after two exports, torch 2.14.1.)
 
+Batch-only models (images, tables) are traced at a *fixed* batch and the ONNX graph's batch axis
+is then made symbolic by :func:`zoo.onnx_batch.make_batch_dynamic`, which first proves that every
+operator acts per sample (otherwise the model is traced again with a symbolic batch): a symbolic
+trace cost 1.5-2 s more for a 224-px ResNet-50 here. The export copy shares the unfolded weights
+with the model instead of copying them (``fold_conv_bn(share_weights=True)``).
+
 ``torch.export`` specialises dimensions of size 1, so the example traced has batch >= 2 whenever
 the batch is dynamic (a batch-1 example froze an LSTM's batch dimension).
 
