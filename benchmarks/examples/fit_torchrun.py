@@ -38,7 +38,7 @@ def main(argv=None) -> None:
     if args.config:
         model = zoo.from_config(json.loads(args.config))
     else:
-        model = zoo.build("tabular_classification", args.samples, vram_gb=1.0, latency_ms=None,
+        model = zoo.build("tabular-classification", args.samples, vram_gb=1.0, latency_ms=None,
                           input_shape=(args.features,), num_classes=args.classes,
                           families=["mlp"], seed=args.seed)
     g = torch.Generator().manual_seed(args.seed + 1)
