@@ -131,7 +131,8 @@ def record(spec, problem) -> None:
         spec.reasons.append(
             f"devices={n}, strategy={strategy!r}: vram_gb is per device and batch_size "
             f"{problem.batch_size} is global ({spec.budgets['per_device_batch']} per device); "
-            f"training memory {m['total'] / 1e9:.4g} GB per device (params {m['weights'] / 1e9:.4g}, "
+            f"training memory {m['total'] / 1e9:.4g} GB per device (params "
+            f"{m['weights'] / 1e9:.4g}, "
             f"gradients {m['gradients'] / 1e9:.4g}, optimizer state "
             f"{m['optimizer_state'] / 1e9:.4g}, activations {m['activations'] / 1e9:.4g}, buckets "
             f"{m['buckets'] / 1e9:.4g}, unsharded units {m['unsharded'] / 1e9:.4g}, communication "
