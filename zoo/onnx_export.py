@@ -193,10 +193,12 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, batch_size: int = 
 
     import onnx
 
-    onnx.checker.check_model(proto)
     with atomic_path(target, suffix=".onnx") as tmp:
         # One self-contained file: every initializer inline, no ``.onnx.data`` beside it.
         onnx.save_model(proto, str(tmp), save_as_external_data=False)
+        # Checked before the rename (a failure leaves no file); by path, which skips serialising
+        # the proto a second time (0.45 s against 0.9 s for a ResNet-101 here).
+        onnx.checker.check_model(str(tmp))
     return target
 
 
