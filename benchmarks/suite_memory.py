@@ -142,7 +142,8 @@ def _run(args: argparse.Namespace) -> int:
             rows.append({"family": fam, "model": name, "size": _describe(kw, bs, ik),
                          "estimate": est.total / MiB, "measured": statistics.median(peaks) / MiB,
                          "range": f"[{min(peaks) / MiB:.0f}-{max(peaks) / MiB:.0f}]",
-                         "error": err, "trace": est.trace})
+                         "error": err, "trace": est.trace, "trace_s": t_trace,
+                         "cached_s": t_cached})
             results.append({"family": fam, "model": name, "config": cfg, "batch_size": bs,
                             "input_kwargs": ik, "estimate": est.to_dict(),
                             "measured_bytes": peaks, "error_percent": err,
