@@ -33,8 +33,8 @@ Monotone by construction -- loosening a budget or adding data never gives a smal
 Exports are few (at most :data:`MAX_EXPORTS` per search): each measurement is stored per machine
 and ORT version (:mod:`zoo.factory.latency_model`), a later process reuses it, and the point to
 measure is the largest one the candidate's log-log FLOPs-latency fit predicts within budget
-(the largest point first when nothing was measured). A candidate predicted at over
-:data:`PREDICTED_REJECT` times the budget is not exported. The reference architectures
+(the largest point first when nothing was measured). A candidate whose cheapest point is
+predicted over budget is not exported (rejected by prediction). The reference architectures
 (:data:`REFERENCES`, and every family's default at width = depth = 1) are on every path whose
 bounds contain them, so a budget they meet is never answered with a smaller model.
 """
@@ -60,7 +60,7 @@ from .training_memory import MemoryEstimate
 MAX_EXPORTS = 3           # ONNX exports (latency measurements) per search, at most
 MAX_MEASUREMENTS = MAX_EXPORTS
 LATENCY_MARGIN = latency_model.DEFAULT_MARGIN  # before a spread is measured on this machine
-PREDICTED_REJECT = 2.0    # a candidate predicted this many times over budget is not exported
+NEAR = 0.85               # a proven point this close to the aimed latency ends the search
 SPREAD_PROCESSES = 2      # fresh processes that time the chosen file again (the spread)
 # Reference architectures, put on every path that can reach them: registry -> (width, depth)s.
 REFERENCES = {"mobilenetv2": [(w, 1.0) for w in (0.35, 0.5, 0.75, 1.0, 1.4)]}
@@ -397,6 +397,8 @@ class CandidateSearch:
 
         while not ok(top) and self.shared.left > 0:
             best_ok = max((i for i in range(top + 1) if ok(i)), default=-1)
+            if best_ok >= 0 and (self.envelope(best_ok) or 0.0) >= NEAR * budget:
+                break                      # near enough: no export for a few per cent
             slow = [i for i in range(best_ok + 1, top + 1) if self.is_measured(i)]
             limit = min(slow) - 1 if slow else top   # measured too slow: guess below it
             if limit <= best_ok:
@@ -408,33 +410,29 @@ class CandidateSearch:
                 fits = [i for i, ms in pred.items() if ms <= budget]
                 if fits:
                     guess = max(fits)
-                elif best_ok >= 0 or pred[best_ok + 1] > PREDICTED_REJECT * budget:
-                    break                  # predicted too slow: keep what is proven
                 else:
-                    guess = best_ok + 1    # predicted a little too slow: measure the cheapest
+                    break                  # predicted too slow: keep what is proven
             if self.path[guess].params <= best_params:
                 break                      # cannot beat the best model found so far
             self.latency(self.path[guess])
         best = max((i for i in range(top + 1) if ok(i)), default=-1)
+        if best < 0 and self._ms(0) is None:
+            pred0 = self.predicted(0)
+            if pred0 is not None and (pred0 > budget or (self.shared.left <= 0 and best_params >= 0)):
+                path[0].latency_predicted = pred0
+                return CandidateOutcome(cand.key, None, "rejected",
+                                     f"{cand.key}: cheapest candidate is predicted to take "
+                                     f"{pred0:.3g} ms (this machine's FLOPs-latency fit) "
+                                     f"{'>' if pred0 > budget else 'but the exports are spent;'} "
+                                     f"{why}; not exported", path[0], "latency_ms")
+            self.latency(path[0])  # a proof is needed (beyond MAX_EXPORTS only to avoid an error)
+            best = max((i for i in range(top + 1) if ok(i)), default=-1)
         if best < 0:
-            p0 = path[0]
-            ms = self._ms(0)
-            if ms is None:
-                pred0 = self.predicted(0)
-                if pred0 is None or self.shared.left <= 0:
-                    self.latency(p0)       # the error must name a measured cost
-                    ms = p0.latency.median_ms
-                else:
-                    p0.latency_predicted = pred0
-                    return CandidateOutcome(cand.key, None, "rejected",
-                                         f"{cand.key}: cheapest candidate is predicted to take "
-                                         f"{pred0:.3g} ms (this machine's FLOPs-latency fit) > "
-                                         f"{why}; not exported", p0, "latency_ms")
-            else:
-                self.latency(p0)
+            self.latency(path[0])  # from the caches: no export
             return CandidateOutcome(cand.key, None, "rejected",
-                                 f"{cand.key}: cheapest candidate takes {ms:.3g} ms > {why}",
-                                 p0, "latency_ms")
+                                 f"{cand.key}: cheapest candidate takes "
+                                 f"{path[0].latency.median_ms:.3g} ms > {why}", path[0],
+                                 "latency_ms")
         p = path[best]
         limit = "the latency budget" if best < top else "the data cap and memory"
         if self.bound(best) <= budget:
