@@ -58,15 +58,14 @@ from .device_budget import cached_memory_for, memory_for
 from .training_memory import MemoryEstimate
 
 MAX_EXPORTS = 3           # ONNX exports (latency measurements) per search, at most
-MAX_MEASUREMENTS = MAX_EXPORTS
 LATENCY_MARGIN = latency_model.DEFAULT_MARGIN  # before a spread is measured on this machine
 NEAR = 0.85               # a proven point this close to the aimed latency ends the search
 SPREAD_PROCESSES = 2      # fresh processes that time the chosen file again (the spread)
 # Reference architectures, put on every path that can reach them: registry -> (width, depth)s.
 REFERENCES = {"mobilenetv2": [(w, 1.0) for w in (0.35, 0.5, 0.75, 1.0, 1.4)]}
-# A point this small is not exported at all: its latency is at most BOUND_OVERHEAD_MS plus its
-# FLOPs at BOUND_FLOPS_PER_S -- a deliberately pessimistic throughput (a CPU core sustains several
-# GFLOP/s in any BLAS-backed op; ONNX Runtime's per-call overhead is tens of microseconds). CPU only.
+# A point this small is not exported: its latency is at most BOUND_OVERHEAD_MS plus its FLOPs at
+# BOUND_FLOPS_PER_S -- deliberately pessimistic (a core sustains several GFLOP/s in BLAS-backed ops;
+# ORT's per-call overhead is tens of microseconds). CPU only.
 BOUND_OVERHEAD_MS = 1.0
 BOUND_FLOPS_PER_S = 1e9
 MAX_TIMED_INPUT_BYTES = 1024 ** 3  # one example input: the export and the timer allocate it
@@ -418,7 +417,8 @@ class CandidateSearch:
         best = max((i for i in range(top + 1) if ok(i)), default=-1)
         if best < 0 and self._ms(0) is None:
             pred0 = self.predicted(0)
-            if pred0 is not None and (pred0 > budget or (self.shared.left <= 0 and best_params >= 0)):
+            spent = self.shared.left <= 0 and best_params >= 0
+            if pred0 is not None and (pred0 > budget or spent):
                 path[0].latency_predicted = pred0
                 return CandidateOutcome(cand.key, None, "rejected",
                                      f"{cand.key}: cheapest candidate is predicted to take "
@@ -446,14 +446,10 @@ class CandidateSearch:
         else:  # feasible through the envelope only: the record takes the larger point's figure
             env = min(j for j in range(best, len(path)) if self._ms(j) is not None
                       and self._ms(j) <= budget)
-            p.latency = self._result(env)
+            p.latency = path[env].latency if self.latency(path[env]) else None
         return CandidateOutcome(cand.key, p, "feasible",
                              f"{cand.key}: {p.label()} is the largest within {limit} "
                              f"({p.latency.median_ms:.3g} ms measured)")
-
-    def _result(self, i: int):
-        self.latency(self.path[i])
-        return self.path[i].latency
 
 def search(problem: Problem, candidates: list[str], *, progress: Callable[[str], None] | None = None
            ) -> SearchResult:
