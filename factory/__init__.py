@@ -1,9 +1,9 @@
 """The constraint-aware factory (imports zoo and kernels, never the reverse).
 
 ``build(task, n_samples, vram_gb, latency_ms)`` picks the family whose inductive bias fits the
-task (:mod:`zoo.factory.policy`), caps capacity by the data size, and searches width and depth for the
-largest model that trains in the memory budget and meets the latency budget
-(:mod:`zoo.factory.search`), costing candidates with :mod:`zoo.factory.counts` (parameters,
+task (:mod:`zoo.factory.policy`), sizes it by the evidence of what learns from that much data, and
+searches width and depth for the model that trains in the memory budget and meets the latency
+budget (:mod:`zoo.factory.search`), costing candidates with :mod:`zoo.factory.counts` (parameters,
 FLOPs) and :mod:`zoo.factory.training_memory` (training memory).
 
 The public names are imported lazily (PEP 562), so ``import zoo.factory.timing`` -- which the isolated
@@ -11,7 +11,7 @@ ONNX Runtime timer runs without torch -- does not import torch through this pack
 """
 from __future__ import annotations
 
-import importlib
+from zoo.lazy import lazy_exports
 
 _EXPORTS = {
     "build": "zoo.factory.builder",  # module named apart from its function: no shadowing
@@ -26,15 +26,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'factory' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -24,15 +24,7 @@ import json
 import os
 import sys
 
-
-
-def _status(key: str) -> int:
-    """A ``/proc/self/status`` field in bytes (``VmRSS``, ``VmHWM``)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {key}")
+from zoo.factory.memprobe import _status
 
 
 def _held_bytes(model) -> int:

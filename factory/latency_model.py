@@ -1,9 +1,9 @@
 """Latency predicted from what was measured, and a margin from the measured spread, per machine.
 
 Every ONNX Runtime latency the search measures is kept in a per-machine JSON file under the
-user's cache directory (:func:`cache_dir`: ``$ZOO_CACHE_DIR``, else ``$XDG_CACHE_HOME/zoo``, else
-``~/.cache/zoo``), keyed by :func:`machine_key` -- CPU model, ORT threads, provider, the
-onnxruntime version and :data:`CACHE_VERSION`. A file written under another key (a new ORT, other
+user's cache directory (:func:`zoo.factory.user_cache.cache_dir`, sub-folder ``latency``), keyed
+by :func:`machine_key` -- CPU model, ORT threads, provider, the onnxruntime version and
+:data:`CACHE_VERSION`. A file written under another key (a new ORT, other
 threads, another CPU) is ignored, so a version change invalidates it. Writes are atomic
 (:func:`zoo.atomic.write_text_atomic`); concurrent writers lose at most each other's additions.
 
@@ -23,13 +23,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from importlib import metadata
-from pathlib import Path
-
 from zoo.atomic import write_text_atomic
 
 from .timing import cpu_name
+from .user_cache import cache_dir
 
 CACHE_VERSION = 1
 DEFAULT_MARGIN = 0.10     # before any spread is measured on this machine
@@ -39,15 +37,6 @@ MIN_SLOPE, MAX_SLOPE = 0.3, 1.3
 DEFAULT_SLOPE = 0.8
 
 _MODELS: dict[tuple, "LatencyModel"] = {}
-
-
-def cache_dir() -> Path:
-    """The user's cache directory for zoo: ``$ZOO_CACHE_DIR``, ``$XDG_CACHE_HOME/zoo`` or
-    ``~/.cache/zoo``."""
-    if os.environ.get("ZOO_CACHE_DIR"):
-        return Path(os.environ["ZOO_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "zoo"
 
 
 def _ort_version() -> str | None:
@@ -71,7 +60,7 @@ class LatencyModel:
     def __init__(self, provider: str, threads: int):
         self.key = machine_key(provider, threads)
         digest = hashlib.sha1(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:16]
-        self.path = cache_dir() / "latency" / f"{digest}.json"
+        self.path = cache_dir("latency") / f"{digest}.json"
         self.points: dict[str, dict[str, list]] = {}
         self.results: dict[str, dict] = {}
         self.spreads: list[float] = []

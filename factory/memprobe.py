@@ -55,6 +55,7 @@ def measure_training_memory(config: dict, *, batch_size: int, optimizer: str = "
 
 
 def _status(key: str) -> int:
+    """A ``/proc/self/status`` field in bytes (``VmRSS``, ``VmHWM``)."""
     with open("/proc/self/status") as fh:
         for line in fh:
             if line.startswith(key + ":"):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -28,17 +27,10 @@ import torch
 import zoo
 from zoo.atomic import atomic_path
 
+from .user_cache import cache_dir
+
 ESTIMATOR_VERSION = 2
 """Raised whenever a change to the estimator (rules, heap model, constants) changes its results."""
-
-
-def cache_dir() -> Path:
-    """The folder of cached estimates: ``$ZOO_CACHE_DIR/memory``, ``$XDG_CACHE_HOME/zoo/memory``
-    or ``~/.cache/zoo/memory``."""
-    if os.environ.get("ZOO_CACHE_DIR"):
-        return Path(os.environ["ZOO_CACHE_DIR"]) / "memory"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "zoo" / "memory"
 
 
 def cache_key(config: dict, *, batch_size: int, optimizer: str, dtype: str, device: str,
@@ -50,7 +42,7 @@ def cache_key(config: dict, *, batch_size: int, optimizer: str, dtype: str, devi
 
 
 def _path(key: str) -> Path:
-    return cache_dir() / (hashlib.sha256(key.encode()).hexdigest() + ".json")
+    return cache_dir("memory") / (hashlib.sha256(key.encode()).hexdigest() + ".json")
 
 
 def load(key: str) -> dict | None:

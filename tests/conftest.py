@@ -1,6 +1,8 @@
 """Shared helpers: small, fast instances of every registered model for the registry-driven tests."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -40,3 +42,16 @@ def n_params(model: torch.nn.Module) -> int:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """The suite's caches (memory traces, latency fits) live in a fresh folder, never the user's:
+    a test run neither reads a developer's earlier measurements nor leaves its own behind."""
+    saved = os.environ.get("ZOO_CACHE_DIR")
+    os.environ["ZOO_CACHE_DIR"] = str(tmp_path_factory.mktemp("zoo-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("ZOO_CACHE_DIR", None)
+    else:
+        os.environ["ZOO_CACHE_DIR"] = saved

@@ -45,14 +45,6 @@ def fake_timer(cache, monkeypatch):
     return calls
 
 
-def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "a"))
-    assert latency_model.cache_dir() == tmp_path / "a"
-    monkeypatch.delenv("ZOO_CACHE_DIR")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert latency_model.cache_dir() == tmp_path / "xdg" / "zoo"
-
-
 def test_measurements_survive_a_new_process_and_a_version_change_invalidates_them(
         cache, monkeypatch):
     lm = latency_model.LatencyModel("cpu", 2)

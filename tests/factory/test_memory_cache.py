@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import zoo
-from zoo.factory import step_trace, trace_cache, training_memory
+from zoo.factory import latency_model, step_trace, trace_cache, training_memory, user_cache
 from zoo.factory.training_memory import estimate_training_memory
 
 
@@ -51,13 +51,16 @@ def _forget_in_process():
 
 
 def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
-    assert trace_cache.cache_dir() == tmp_path / "memory"
+    """One place decides the folder; the memory and latency caches keep sub-folders of it."""
+    assert user_cache.cache_dir("memory") == tmp_path / "memory"
+    assert trace_cache._path("k").parent == tmp_path / "memory"
+    assert latency_model.LatencyModel("cpu", 2).path.parent == tmp_path / "latency"
     monkeypatch.delenv("ZOO_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert trace_cache.cache_dir() == tmp_path / "xdg" / "zoo" / "memory"
+    assert user_cache.cache_dir() == tmp_path / "xdg" / "zoo"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert trace_cache.cache_dir() == tmp_path / "home" / ".cache" / "zoo" / "memory"
+    assert user_cache.cache_dir("memory") == tmp_path / "home" / ".cache" / "zoo" / "memory"
 
 
 def test_an_estimate_is_read_back_without_tracing(cache_folder, traces):
