@@ -163,6 +163,12 @@ def evidence_reasons(problem: Problem, chosen) -> list[str]:
         return [f"no learn.json evidence for {problem.task.input_kind} inputs: the seed's rules"]
     n = problem.n_samples
     near = sorted(rows, key=lambda r: abs(math.log(r["n"] / n)))[:3]
+    lo, hi = min(r["n"] for r in rows), max(r["n"] for r in rows)
+    if not lo / 2 <= n <= 2 * hi:  # beyond a factor 2 of what was measured: no row speaks for n
+        r = near[0]
+        return [f"learn.json measured {problem.task.input_kind} data at n={lo:,}-{hi:,} only; "
+                f"at n={n:,} the seed's rules decide (nearest row: {r['dataset']} at "
+                f"n={r['n']:,}, best {r['best']})"]
     out = []
     for r in near:
         text = (f"learn.json, {r['dataset']} at n={r['n']:,}: best {r['best']} "

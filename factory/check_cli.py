@@ -1,12 +1,12 @@
-"""``zoo check``: audit a model -- the user's own, a registry name or a saved file.
+"""zoo check: audit a model -- the user's own, a registry name or a saved file.
 
     zoo check mypkg.models:Net --input-shape 3,32,32 --task image-classification --n-samples 1000
     zoo check resnet18 --arg img_size=64 --task image-classification --overfit-batch
     zoo check model.safetensors --history curves.json --json
 
-``MODULE:ATTR`` names a model, or a function (or class) that returns one when called without
-arguments, importable from the current directory (added to ``sys.path`` as pytest and uvicorn do).
-Prints the report, or JSON with ``--json``. Exit status: 0 when no finding fails, 1 when one does,
+MODULE:ATTR names a model, or a function (or class) that returns one when called without
+arguments, importable from the current directory (added to sys.path, as pytest and uvicorn do).
+Prints the report, or JSON with --json. Exit status: 0 when no finding fails, 1 when one does,
 2 for bad input.
 """
 from __future__ import annotations

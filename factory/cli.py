@@ -50,7 +50,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def add_subparser(sub) -> None:
     """Add ``build`` to ``sub`` (an ``argparse`` sub-parsers action)."""
-    p = sub.add_parser("build", help="choose the largest model fitting task, data and budgets",
+    p = sub.add_parser("build", help="choose the model that learns from this data and fits the memory and latency budgets",
                        description="Choose, report and write the model for a task, data size "
                                    "and machine.",
                        epilog="tasks: " + ", ".join(TASKS))
