@@ -80,10 +80,11 @@ def replay(trace: Trace, *, heap: bool, seeds: int = 5) -> dict:
 FRAMEWORK_OVERHEAD = {"cpu": 20 * MiB, "cuda": 60 * MiB}
 """Bytes a training process holds beyond its tensors and glibc's slack, per device.
 
-CPU: what the first steps page in and keep -- the code of the kernels used (libtorch, oneDNN's
-JIT-compiled convolutions, MKL's GEMMs) and MKL's internal buffers. Measured as the resident
-growth of a training step whose tensors are negligible (a 650-parameter linear model at batch 8:
-20 MiB; small MLPs 22 MiB, small CNNs 55 MiB, of which the GlibcHeap model accounts for the rest).
+CPU: the default only, where this machine's constant cannot be measured
+(:mod:`zoo.factory.framework_calibration` measures it once per machine): what the first steps page
+in and keep -- the code of the kernels used (libtorch, oneDNN's JIT-compiled convolutions, MKL's
+GEMMs) and MKL's internal buffers, as the resident growth of a training step whose tensors are
+negligible (a 650-parameter linear model at batch 8: 20 MiB on the first VM, 9.6 MiB on another).
 CUDA: the workspaces cuBLAS and cuBLASLt take through the caching allocator at their first
 GEMM, which ``torch.cuda.max_memory_allocated`` counts: 60 MiB fits linear, MLP and Transformer
 steps from 130 MiB to 870 MiB within 15 % on an H200 (torch 2.11, CUDA 13; ``zoo-bench memory
@@ -97,8 +98,8 @@ OP_OVERHEAD = {
     # fits ResNet, SE-ResNet, MobileNetV2 and Inception steps within 10 % on an H200.
     ("cuda", "convolution"): 30 * MiB,
     # oneDNN JIT-compiles a kernel per convolution shape and direction and caches it with its
-    # reorder buffers: small CNNs grow ~55 MiB at batch 2 against ~20 MiB for an MLP; 20 MiB
-    # more than the base constant is within 10 % from ~150 MiB to ~2 GiB steps.
+    # reorder buffers: small CNNs grow ~55 MiB at batch 2 against ~20 MiB for an MLP on the first
+    # VM. CPU: the default only; the machine's own is measured (framework_calibration).
     ("cpu", "convolution"): 20 * MiB,
 }
 
@@ -112,7 +113,17 @@ FAMILY_OVERHEAD = {
 
 
 def framework_overhead(device: str, family: str = "", ops=()) -> int:
-    """Bytes the framework holds beyond the tensors: :data:`FRAMEWORK_OVERHEAD` for the device,
-    :data:`OP_OVERHEAD` for the kinds of kernels the step ran, :data:`FAMILY_OVERHEAD`."""
-    return (FRAMEWORK_OVERHEAD[device] + FAMILY_OVERHEAD.get((device, family), 0)
-            + sum(v for (dev, op), v in OP_OVERHEAD.items() if dev == device and op in ops))
+    """Bytes the framework holds beyond the tensors: the base constant for the device,
+    :data:`OP_OVERHEAD` for the kinds of kernels the step ran, :data:`FAMILY_OVERHEAD`.
+
+    On CPU the base and the convolutions' constants are this machine's, measured once and cached
+    (:func:`zoo.factory.framework_calibration.cpu_framework_constants`); :data:`FRAMEWORK_OVERHEAD`
+    and :data:`OP_OVERHEAD` hold the CUDA ones and the CPU defaults."""
+    base, per_op = FRAMEWORK_OVERHEAD[device], dict(OP_OVERHEAD)
+    if device == "cpu":
+        from .framework_calibration import cpu_framework_constants
+
+        measured = cpu_framework_constants()
+        base, per_op[("cpu", "convolution")] = measured["base"], measured["convolution"]
+    return (base + FAMILY_OVERHEAD.get((device, family), 0)
+            + sum(v for (dev, op), v in per_op.items() if dev == device and op in ops))

@@ -8,10 +8,10 @@ Where: ``$ZOO_CACHE_DIR/memory``, else ``$XDG_CACHE_HOME/zoo/memory``, else
 ``~/.cache/zoo/memory``; one JSON file per estimate, named by the SHA-256 of its key::
 
     key = [config, batch_size, optimizer, dtype, device, loss, input_kwargs,
-           torch.__version__, zoo.__version__, ESTIMATOR_VERSION]
+           torch.__version__, zoo.__version__, ESTIMATOR_VERSION, framework]
 
-A new torch, a new zoo or a change to the estimator (:data:`ESTIMATOR_VERSION`) gives new keys, so
-old entries are never read. Files are written atomically (:mod:`zoo.atomic`); an entry that cannot
+A new torch, a new zoo, new measured framework constants or a change to the estimator
+(:data:`ESTIMATOR_VERSION`) gives new keys, so old entries are never read. Files are written atomically (:mod:`zoo.atomic`); an entry that cannot
 be read back whole (truncated, corrupt, another key, missing fields) is ignored, and the estimate
 computed again is written over it.
 """
@@ -29,15 +29,16 @@ from zoo.atomic import atomic_path
 
 from .user_cache import cache_dir
 
-ESTIMATOR_VERSION = 2
+ESTIMATOR_VERSION = 3
 """Raised whenever a change to the estimator (rules, heap model, constants) changes its results."""
 
 
 def cache_key(config: dict, *, batch_size: int, optimizer: str, dtype: str, device: str,
-              loss: str, input_kwargs: dict | None) -> str:
-    """The key (a JSON string) of one estimate: its arguments and the versions that decide it."""
+              loss: str, input_kwargs: dict | None, framework: dict | None = None) -> str:
+    """The key (a JSON string) of one estimate: its arguments, the versions that decide it and
+    ``framework``, the machine's measured constants (:mod:`zoo.factory.framework_calibration`)."""
     return json.dumps([config, batch_size, optimizer, dtype, device, loss, input_kwargs,
-                       torch.__version__, zoo.__version__, ESTIMATOR_VERSION],
+                       torch.__version__, zoo.__version__, ESTIMATOR_VERSION, framework],
                       sort_keys=True, default=str)
 
 

@@ -54,7 +54,8 @@ from zoo import validation
 
 from . import trace_cache
 from .counts import buffer_bytes, input_bytes, weight_bytes
-from .replay import FRAMEWORK_OVERHEAD, framework_overhead, replay
+from .framework_calibration import cpu_framework_constants
+from .replay import framework_overhead, replay
 from .step_trace import extrapolated_trace, fake_trace
 from .train_step import LOSSES, OPTIMIZERS, torch_dtype
 
@@ -128,7 +129,7 @@ def memory_lower_bound(config: dict, *, batch_size: int, optimizer: str = "adam"
     grads = weights - buffer_bytes(config, dt)
     state = OPTIMIZERS[optimizer][2] * grads
     inputs = input_bytes(config, batch_size=batch_size, dtype=dt, input_kwargs=input_kwargs)
-    framework = FRAMEWORK_OVERHEAD[device]
+    framework = framework_overhead(device)
     peak = weights + state + max(inputs, grads)
     return MemoryEstimate(
         weights=weights, gradients=grads, optimizer_state=state, activations=inputs, transient=0,
@@ -184,7 +185,8 @@ def estimate_training_memory(config: dict, *, batch_size: int, optimizer: str = 
         return _MEMORY_CACHE[key]
     disk_key = trace_cache.cache_key(config, batch_size=batch_size, optimizer=optimizer,
                                      dtype=str(dt).replace("torch.", ""), device=device,
-                                     loss=loss, input_kwargs=input_kwargs)
+                                     loss=loss, input_kwargs=input_kwargs,
+                                     framework=cpu_framework_constants() if device == "cpu" else None)
     cached = _from_fields(trace_cache.load(disk_key))
     if cached is not None:
         _MEMORY_CACHE[key] = cached
