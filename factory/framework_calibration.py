@@ -15,7 +15,7 @@ linear model) and 55 and 37 MiB (ResNet-18 x0.25 at 32 px): no one constant fits
 Each is :func:`zoo.factory.memprobe.measure_training_memory` in a fresh process (the two run at
 once, about 3 s), the same measurement ``zoo-bench memory`` checks the estimator against. The
 result is kept under the user's cache directory (:func:`zoo.factory.user_cache.cache_dir`,
-``memory/framework-*.json``), keyed by :func:`machine_key`: CPU model, kernel release, torch,
+``machine/framework-*.json``), keyed by :func:`machine_key`: CPU model, kernel release, torch,
 Python and :data:`CALIBRATION_VERSION`; in a process it is read once. Where the probe cannot run
 (no ``/proc``, a failed subprocess) the defaults measured on the project's first machine are used
 and nothing is written.
@@ -57,16 +57,18 @@ def machine_key() -> dict:
 
 def _path(key: dict):
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return cache_dir("memory") / f"framework-{digest}.json"
+    return cache_dir("machine") / f"framework-{digest}.json"
 
 
 def cpu_framework_constants() -> dict[str, int]:
     """``{"base": bytes, "convolution": bytes}`` for this machine (see the module docstring)."""
     key = machine_key()
     memo_key = json.dumps(key, sort_keys=True)
-    if memo_key in _MEMO:
-        return _MEMO[memo_key]
     path = _path(key)
+    if memo_key in _MEMO:
+        if not path.exists():  # another cache folder since: other processes read it from there
+            _store(path, key, _MEMO[memo_key])
+        return _MEMO[memo_key]
     try:
         entry = json.loads(path.read_text())
         if entry.get("machine") == key and set(entry.get("constants", {})) == set(DEFAULTS):
@@ -78,10 +80,14 @@ def cpu_framework_constants() -> dict[str, int]:
     if constants is None:
         return dict(DEFAULTS)
     _MEMO[memo_key] = constants
+    _store(path, key, constants)
+    return constants
+
+
+def _store(path, key: dict, constants: dict) -> None:
     with contextlib.suppress(OSError):  # a read-only home: measured again next process
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps({"machine": key, "constants": constants}))
-    return constants
 
 
 def _tensor_bytes(config: dict, batch_size: int) -> int:

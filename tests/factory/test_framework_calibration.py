@@ -30,7 +30,7 @@ def test_measured_once_cached_and_read_back_in_a_new_process(tmp_path):
     # a tiny step pages in megabytes of library code, not hundreds
     assert 1 * MiB < constants["base"] < 100 * MiB
     assert 0 <= constants["convolution"] < 100 * MiB
-    files = list((tmp_path / "memory").glob("framework-*.json"))
+    files = list((tmp_path / "machine").glob("framework-*.json"))
     assert len(files) == 1
     entry = json.loads(files[0].read_text())
     assert entry["machine"] == fc.machine_key() and entry["constants"] == constants
@@ -54,6 +54,9 @@ def test_another_machine_key_or_a_corrupt_file_is_measured_again(monkeypatch, tm
     assert fc.cpu_framework_constants() == {"base": 5, "convolution": 6} and len(calls) == 2
     fc._MEMO.clear()
     assert fc.cpu_framework_constants() == {"base": 5, "convolution": 6} and len(calls) == 2
+    path.unlink()   # a new cache folder: the constants this process holds are written there
+    assert fc.cpu_framework_constants() == {"base": 5, "convolution": 6} and len(calls) == 2
+    assert json.loads(path.read_text())["constants"] == {"base": 5, "convolution": 6}
 
 
 def test_a_probe_that_cannot_run_gives_the_defaults_and_writes_nothing(monkeypatch, tmp_path):
