@@ -8,6 +8,7 @@ libraries hold beyond the tensors (:data:`FRAMEWORK_OVERHEAD`, :data:`OP_OVERHEA
 """
 from __future__ import annotations
 
+from .framework_calibration import cpu_framework_constants
 from .glibc_heap import GlibcHeap
 from .step_trace import Trace
 from .train_step import MiB
@@ -121,8 +122,6 @@ def framework_overhead(device: str, family: str = "", ops=()) -> int:
     and :data:`OP_OVERHEAD` hold the CUDA ones and the CPU defaults."""
     base, per_op = FRAMEWORK_OVERHEAD[device], dict(OP_OVERHEAD)
     if device == "cpu":
-        from .framework_calibration import cpu_framework_constants
-
         measured = cpu_framework_constants()
         base, per_op[("cpu", "convolution")] = measured["base"], measured["convolution"]
     return (base + FAMILY_OVERHEAD.get((device, family), 0)
