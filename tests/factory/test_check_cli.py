@@ -132,3 +132,23 @@ def test_assembled_zoo_parser(user_module, capsys):
     with pytest.raises(SystemExit) as info:
         zoo_main(["check", "mlp", "--n-samples", "many"])
     assert info.value.code == 2
+
+
+def test_the_readme_example_fails_skip_connections_from_its_folder(monkeypatch, capsys):
+    """The README's `zoo check plain_cnn:PlainCNN ...`, run from benchmarks/examples as it says."""
+    from pathlib import Path
+
+    import zoo.benchmarks
+
+    folder = Path(zoo.benchmarks.__file__).parent / "examples"
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(folder))])
+    try:
+        assert main(["plain_cnn:PlainCNN", "--input-shape", "3,32,32", "--task",
+                     "image-classification", "--n-samples", "1000", "--json"]) == 1
+    finally:
+        sys.modules.pop("plain_cnn", None)
+    report = json.loads(capsys.readouterr().out)
+    status = {f["rule"]: f["status"] for f in report["findings"]}
+    assert status["skip-connections"] == "fail"
+    assert status["inductive-bias"] == "pass" and status["gradient-flow"] == "pass"
