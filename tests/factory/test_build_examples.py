@@ -48,7 +48,10 @@ def test_imagenet_sized_data_at_8ms_gives_mobilenetv2_within_its_margin():
     for resnet in ("resnet50", "resnet18"):
         assert verdicts[resnet]["status"] == "rejected", verdicts[resnet]
     assert " ms" in verdicts["resnet18"]["reason"] and ">" in verdicts["resnet18"]["reason"]
-    assert spec.search["exported"] <= 3
+    # At most 3 exports, plus one proof export when the 3 went to a candidate that proved too slow
+    # before any was feasible (search.py: beyond MAX_EXPORTS only to avoid a false BudgetError).
+    # On a fresh cache which happens depends on timing: CI's clean clone once measured 4 here.
+    assert spec.search["exported"] <= 4, spec.report()
     margin = spec.budgets["latency_margin"]
     assert 0 < margin < 1
     # the search's own measurement (a fresh process) meets the budget less the measured margin
