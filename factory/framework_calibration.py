@@ -23,6 +23,7 @@ and nothing is written.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import platform
@@ -47,12 +48,19 @@ PROBES = {
 _MEMO: dict[str, dict[str, int]] = {}
 
 
-def machine_key() -> dict:
-    """What the constants depend on beyond the step: CPU, kernel, torch and Python versions."""
+@functools.lru_cache(maxsize=1)
+def _machine_key_json() -> str:
     import torch
 
-    return {"cpu": cpu_name(), "kernel": platform.release(), "torch": torch.__version__,
-            "python": platform.python_version(), "version": CALIBRATION_VERSION}
+    return json.dumps({"cpu": cpu_name(), "kernel": platform.release(), "torch": torch.__version__,
+                       "python": platform.python_version(), "version": CALIBRATION_VERSION},
+                      sort_keys=True)
+
+
+def machine_key() -> dict:
+    """What the constants depend on beyond the step: CPU, kernel, torch and Python versions
+    (read once per process: every estimate asks)."""
+    return json.loads(_machine_key_json())
 
 
 def _path(key: dict):
@@ -62,8 +70,7 @@ def _path(key: dict):
 
 def cpu_framework_constants() -> dict[str, int]:
     """``{"base": bytes, "convolution": bytes}`` for this machine (see the module docstring)."""
-    key = machine_key()
-    memo_key = json.dumps(key, sort_keys=True)
+    key, memo_key = machine_key(), _machine_key_json()
     path = _path(key)
     if memo_key in _MEMO:
         if not path.exists():  # another cache folder since: other processes read it from there
