@@ -18,13 +18,12 @@ result is kept under the user's cache directory (:func:`zoo.factory.user_cache.c
 ``machine/framework-*.json``), keyed by :func:`machine_key`: CPU model, kernel release, torch,
 Python and :data:`CALIBRATION_VERSION`; in a process it is read once. Where the probe cannot run
 (no ``/proc``, a failed subprocess) the defaults measured on the project's first machine are used
-and nothing is written.
+for the rest of the process and nothing is written.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import platform
 import subprocess
@@ -34,7 +33,7 @@ from zoo.atomic import write_text_atomic
 
 from .timing import cpu_name
 from .train_step import MiB
-from .user_cache import cache_dir
+from .user_cache import keyed_path
 
 CALIBRATION_VERSION = 1
 DEFAULTS = {"base": 20 * MiB, "convolution": 20 * MiB}
@@ -64,8 +63,7 @@ def machine_key() -> dict:
 
 
 def _path(key: dict):
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return cache_dir("machine") / f"framework-{digest}.json"
+    return keyed_path("machine", key, prefix="framework-")
 
 
 def cpu_framework_constants() -> dict[str, int]:
@@ -73,21 +71,33 @@ def cpu_framework_constants() -> dict[str, int]:
     key, memo_key = machine_key(), _machine_key_json()
     path = _path(key)
     if memo_key in _MEMO:
-        if not path.exists():  # another cache folder since: other processes read it from there
-            _store(path, key, _MEMO[memo_key])
+        if _MEMO[memo_key] is not DEFAULTS and not path.exists():
+            _store(path, key, _MEMO[memo_key])  # another cache folder since: others read it there
         return _MEMO[memo_key]
-    try:
-        entry = json.loads(path.read_text())
-        if entry.get("machine") == key and set(entry.get("constants", {})) == set(DEFAULTS):
-            _MEMO[memo_key] = {k: int(v) for k, v in entry["constants"].items()}
-            return _MEMO[memo_key]
-    except (OSError, ValueError, AttributeError, TypeError):
-        pass
+    stored = _read(path, key)
+    if stored is not None:
+        _MEMO[memo_key] = stored
+        return stored
     constants = measure()
-    if constants is None:
-        return dict(DEFAULTS)
+    if constants is None:   # no probe here: the defaults for this process, nothing written
+        _MEMO[memo_key] = DEFAULTS
+        return DEFAULTS
     _MEMO[memo_key] = constants
     _store(path, key, constants)
+    return constants
+
+
+def _read(path, key: dict) -> dict[str, int] | None:
+    """The stored constants for ``key``, or None: absent, unreadable, another machine's, or not
+    one non-negative integer per constant."""
+    try:
+        entry = json.loads(path.read_text())
+        constants = entry["constants"] if entry.get("machine") == key else None
+    except (OSError, ValueError, AttributeError, TypeError, KeyError):
+        return None
+    if not isinstance(constants, dict) or set(constants) != set(DEFAULTS) or not all(
+            type(v) is int and v >= 0 for v in constants.values()):
+        return None
     return constants
 
 
@@ -97,22 +107,10 @@ def _store(path, key: dict, constants: dict) -> None:
         write_text_atomic(path, json.dumps({"machine": key, "constants": constants}))
 
 
-def _tensor_bytes(config: dict, batch_size: int) -> int:
-    """The probe step's traced peak plus glibc's slack: the estimate less its framework term."""
-    import torch
-
-    from .replay import replay
-    from .step_trace import fake_trace
-
-    trace = fake_trace(config, batch_size=batch_size, optimizer="adam", dtype=torch.float32,
-                       loss="cross_entropy", input_kwargs=None, workspaces=True)
-    r = replay(trace, heap=True)
-    return max(r["traced_peak"], r["resident_peak"])
-
-
 def measure() -> dict[str, int] | None:
     """Run the two probes in fresh processes; None where they cannot run here."""
     from .memprobe import measure_training_memory
+    from .training_memory import cpu_tensor_bytes
 
     try:
         with ThreadPoolExecutor(max_workers=len(PROBES)) as pool:
@@ -121,5 +119,5 @@ def measure() -> dict[str, int] | None:
             peaks = {k: f.result().peak for k, f in futures.items()}
     except (OSError, RuntimeError, ValueError, subprocess.SubprocessError):
         return None
-    growth = {k: max(0, peaks[k] - _tensor_bytes(cfg, bs)) for k, (cfg, bs) in PROBES.items()}
+    growth = {k: max(0, peaks[k] - cpu_tensor_bytes(cfg, batch_size=bs)) for k, (cfg, bs) in PROBES.items()}
     return {"base": growth["base"], "convolution": max(0, growth["convolution"] - growth["base"])}

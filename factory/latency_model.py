@@ -20,14 +20,13 @@ The margin is read once per process (frozen), so budgets compare consistently wi
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from importlib import metadata
 from zoo.atomic import write_text_atomic
 
 from .timing import cpu_name
-from .user_cache import cache_dir
+from .user_cache import cache_dir, keyed_path
 
 CACHE_VERSION = 1
 DEFAULT_MARGIN = 0.10     # before any spread is measured on this machine
@@ -59,8 +58,7 @@ class LatencyModel:
 
     def __init__(self, provider: str, threads: int):
         self.key = machine_key(provider, threads)
-        digest = hashlib.sha1(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:16]
-        self.path = cache_dir("latency") / f"{digest}.json"
+        self.path = keyed_path("latency", self.key)
         self.points: dict[str, dict[str, list]] = {}
         self.results: dict[str, dict] = {}
         self.spreads: list[float] = []

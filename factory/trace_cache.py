@@ -5,20 +5,20 @@ its result depends only on what is in its key, so a second build of the same pro
 process, reads it back instead of tracing again.
 
 Where: ``$ZOO_CACHE_DIR/memory``, else ``$XDG_CACHE_HOME/zoo/memory``, else
-``~/.cache/zoo/memory``; one JSON file per estimate, named by the SHA-256 of its key::
+``~/.cache/zoo/memory``; one JSON file per estimate, named by the SHA-256 of its key
+(:func:`zoo.factory.user_cache.keyed_path`)::
 
     key = [config, batch_size, optimizer, dtype, device, loss, input_kwargs,
            torch.__version__, zoo.__version__, ESTIMATOR_VERSION, framework]
 
 A new torch, a new zoo, new measured framework constants or a change to the estimator
-(:data:`ESTIMATOR_VERSION`) gives new keys, so old entries are never read. Files are written atomically (:mod:`zoo.atomic`); an entry that cannot
-be read back whole (truncated, corrupt, another key, missing fields) is ignored, and the estimate
+(:data:`ESTIMATOR_VERSION`) gives new keys, so old entries are never read. Files are written
+atomically (:mod:`zoo.atomic`); an entry that cannot be read back whole (truncated, corrupt, another key, missing fields) is ignored, and the estimate
 computed again is written over it.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from pathlib import Path
 
@@ -27,7 +27,7 @@ import torch
 import zoo
 from zoo.atomic import atomic_path
 
-from .user_cache import cache_dir
+from .user_cache import keyed_path
 
 ESTIMATOR_VERSION = 3
 """Raised whenever a change to the estimator (rules, heap model, constants) changes its results."""
@@ -43,7 +43,7 @@ def cache_key(config: dict, *, batch_size: int, optimizer: str, dtype: str, devi
 
 
 def _path(key: str) -> Path:
-    return cache_dir("memory") / (hashlib.sha256(key.encode()).hexdigest() + ".json")
+    return keyed_path("memory", key)
 
 
 def load(key: str) -> dict | None:

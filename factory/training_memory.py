@@ -203,16 +203,9 @@ def estimate_training_memory(config: dict, *, batch_size: int, optimizer: str = 
             return floor
     elif family in PROFILED_FAMILIES and floor.total > PROFILE_MAX_BYTES:
         return floor
-    if family in PROFILED_FAMILIES:
-        # On CUDA too, as a proxy: cuDNN's LSTM reserve space is about oneDNN's workspace as
-        # written, and the GCN takes its CSR path there as well (one H200 run: LSTM +11..+14 %,
-        # GCN -13 %; the fake trace was -60..-85 % and +49..+136 %).
-        trace, how = extrapolated_trace(config, **kw), "profiled-extrapolated"
-    else:
-        trace, how = fake_trace(config, workspaces=(device == "cpu"), **kw), "fake"
-    r = replay(trace, heap=(device == "cpu"))
+    r, trace, how = _traced_step(config, family, device, **kw)
     grads = weight_bytes(config, dt) - buffer_bytes(config, dt)
-    allocator = max(0, r["resident_peak"] - r["traced_peak"]) if device == "cpu" else 0
+    allocator = _allocator(r, device)
     framework = framework_overhead(device, family, trace.ops)
     transient = max(0, r["traced_peak"] - r["weights"] - r["optimizer_state"] - r["activations"])
     est = MemoryEstimate(
@@ -225,6 +218,33 @@ def estimate_training_memory(config: dict, *, batch_size: int, optimizer: str = 
     _MEMORY_CACHE[key] = est
     trace_cache.store(disk_key, asdict(est))
     return est
+
+
+def _traced_step(config: dict, family: str, device: str, **kw):
+    """The replayed step (:func:`zoo.factory.replay.replay`), its trace and how it was traced."""
+    if family in PROFILED_FAMILIES:
+        # On CUDA too, as a proxy: cuDNN's LSTM reserve space is about oneDNN's workspace as
+        # written, and the GCN takes its CSR path there as well (one H200 run: LSTM +11..+14 %,
+        # GCN -13 %; the fake trace was -60..-85 % and +49..+136 %).
+        trace, how = extrapolated_trace(config, **kw), "profiled-extrapolated"
+    else:
+        trace, how = fake_trace(config, workspaces=(device == "cpu"), **kw), "fake"
+    return replay(trace, heap=(device == "cpu")), trace, how
+
+
+def _allocator(r: dict, device: str) -> int:
+    """glibc's heap beyond the live tensors at its peak (CPU; 0 on CUDA)."""
+    return max(0, r["resident_peak"] - r["traced_peak"]) if device == "cpu" else 0
+
+
+def cpu_tensor_bytes(config: dict, *, batch_size: int) -> int:
+    """The CPU estimate without its framework term (traced peak plus glibc's slack), for Adam,
+    float32 and cross-entropy: what :mod:`zoo.factory.framework_calibration` subtracts from a
+    measured step to leave the framework's own bytes. Not cached."""
+    family = zoo.get_entry(config["name"]).family
+    r, _, _ = _traced_step(config, family, "cpu", batch_size=batch_size, optimizer="adam",
+                           dtype=torch_dtype("float32"), loss="cross_entropy", input_kwargs=None)
+    return r["traced_peak"] + _allocator(r, "cpu")
 
 
 def _from_fields(fields: dict | None) -> MemoryEstimate | None:

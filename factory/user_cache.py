@@ -5,6 +5,8 @@ sub-folder (``memory/`` for training-memory traces, ``latency/`` for ONNX Runtim
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -16,3 +18,10 @@ def cache_dir(sub: str | None = None) -> Path:
     else:
         root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "zoo"
     return root / sub if sub else root
+
+
+def keyed_path(sub: str, key, prefix: str = "") -> Path:
+    """The cache file for ``key`` (a JSON string, or anything JSON can write) in ``sub``:
+    ``<cache_dir(sub)>/<prefix><first 16 hex digits of the key's SHA-256>.json``."""
+    text = key if isinstance(key, str) else json.dumps(key, sort_keys=True, default=str)
+    return cache_dir(sub) / f"{prefix}{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"

@@ -60,12 +60,31 @@ def test_another_machine_key_or_a_corrupt_file_is_measured_again(monkeypatch, tm
 
 
 def test_a_probe_that_cannot_run_gives_the_defaults_and_writes_nothing(monkeypatch, tmp_path):
+    calls = []
+
     def fail(*args, **kwargs):
+        calls.append(1)
         raise RuntimeError("memory probe failed (exit 1)")
 
     monkeypatch.setattr("zoo.factory.memprobe.measure_training_memory", fail)
     assert fc.cpu_framework_constants() == fc.DEFAULTS
     assert not list(tmp_path.glob("**/framework-*.json"))
+    probed = len(calls)
+    assert fc.cpu_framework_constants() == fc.DEFAULTS   # not probed again by every estimate
+    assert len(calls) == probed and not list(tmp_path.glob("**/framework-*.json"))
+
+
+@pytest.mark.parametrize("constants", [
+    {"base": -1, "convolution": 6}, {"base": "5", "convolution": 6}, {"base": 5},
+    {"base": 5.5, "convolution": 6}, [5, 6]])
+def test_a_stored_entry_that_is_not_two_non_negative_integers_is_measured_again(
+        monkeypatch, constants):
+    monkeypatch.setattr(fc, "measure", lambda: {"base": 5, "convolution": 6})
+    path = fc._path(fc.machine_key())
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"machine": fc.machine_key(), "constants": constants}))
+    assert fc.cpu_framework_constants() == {"base": 5, "convolution": 6}
+    assert json.loads(path.read_text())["constants"] == {"base": 5, "convolution": 6}
 
 
 def test_the_estimate_uses_this_machines_constants(monkeypatch):

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 import zoo
-from zoo.factory import latency_model, step_trace, trace_cache, training_memory, user_cache
+from zoo.factory import (framework_calibration, latency_model, step_trace, trace_cache,
+                         training_memory, user_cache)
 from zoo.factory.training_memory import estimate_training_memory
 
 
@@ -30,7 +31,9 @@ def cache_folder(tmp_path, monkeypatch):
 
 @pytest.fixture
 def traces(monkeypatch):
-    """Counts the fake traces made from now on."""
+    """Counts the fake traces made from now on (the machine's framework constants, whose
+    measurement traces two tiny steps of its own, are measured first)."""
+    framework_calibration.cpu_framework_constants()
     calls = []
     real = step_trace.fake_trace
 
