@@ -20,8 +20,8 @@ import zoo
 from zoo import validation
 from zoo.errors import BudgetError
 
-from . import device_budget, policy, search
-from .counts import count_flops, weight_bytes
+from . import count_cache, device_budget, policy, search
+from .counts import weight_bytes
 from .problem import Problem
 from .spec import ModelSpec
 from .train_step import torch_dtype
@@ -97,7 +97,7 @@ def build(task: str, n_samples: int, vram_gb: float | None, latency_ms: float | 
         if chosen.memory is None:  # cost the winner in full for the record
             search.CandidateSearch(problem, policy.CANDIDATES[chosen.candidate], [],
                                    report).memory(chosen)
-        flops = count_flops(chosen.config, input_kwargs=problem.input_kwargs)
+        flops = count_cache.flops(chosen.config, problem.input_kwargs)
     finally:
         if bar is not None:
             bar.close()
@@ -124,7 +124,7 @@ def _check_train_budget(problem: Problem) -> None:
     need = {}
     for key in problem.candidates:
         path = search.candidate_path(problem, policy.CANDIDATES[key])
-        flops = count_flops(path[0].config, input_kwargs=problem.input_kwargs)
+        flops = count_cache.flops(path[0].config, problem.input_kwargs)
         need[key] = train_time.estimate(problem, path[0].config, flops,
                                         path=[p.config for p in path]) * problem.epochs_needed
     key = min(need, key=need.get)

@@ -2,8 +2,9 @@
 
 * :func:`count_params` builds the model on the ``meta`` device and counts; :func:`weight_bytes`
   adds the buffers at a dtype.
-* :func:`count_flops` runs one forward under ``FakeTensorMode`` inside
-  :class:`torch.utils.flop_counter.FlopCounterMode` (a multiply-add counts as 2 FLOPs).
+* :func:`count_flops` runs one forward inside :class:`torch.utils.flop_counter.FlopCounterMode`
+  (a multiply-add counts as 2 FLOPs) on the meta device, or under ``FakeTensorMode`` for models
+  with recurrent layers (see :func:`count_flops`).
 """
 from __future__ import annotations
 
@@ -55,18 +56,46 @@ _EXTRA_FLOP_FORMULAS = {torch.ops.aten.mkldnn_rnn_layer: _rnn_layer_flops}
 def count_flops(config: dict, *, batch_size: int = 1, input_kwargs: dict | None = None) -> int:
     """Forward FLOPs of one inference at ``batch_size`` (PyTorch's ``FlopCounterMode``, 2 per MAC).
 
-    Runs on fake tensors: nothing is allocated and no arithmetic is done.
+    Nothing is allocated and no arithmetic is done. The forward runs on the meta device: it needs
+    no fake-tensor machinery (whose first use imports ``torch._dynamo``, about a second), and it
+    sees attention as the matrix products it is -- on CPU fake tensors SDPA dispatches to a fused
+    kernel the counter has no formula for, and its FLOPs go uncounted. Models with recurrent
+    layers run under ``FakeTensorMode`` instead: on meta ``nn.LSTM`` unrolls into one op per time
+    step (seconds at 1,500 steps), on fake CPU tensors it is one oneDNN layer per layer
+    (:data:`_EXTRA_FLOP_FORMULAS`).
     """
-    from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FakeTensorMode(allow_non_fake_inputs=True):
-        model = materialise(zoo.from_config(config, device="meta")).eval()
+    model = zoo.from_config(config, device="meta").eval()
+    if zoo.get_entry(config["name"]).input_kind == "tabular":
+        return batch_size * dense_flops(model)
+    counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOP_FORMULAS)
+    if not any(isinstance(m, nn.RNNBase) for m in model.modules()):
         inputs = make_inputs(model, batch_size, input_kwargs)
-        counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOP_FORMULAS)
+        with torch.no_grad(), counter:
+            model(*inputs)
+        return int(counter.get_total_flops())
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        model = materialise(model)
+        inputs = make_inputs(model, batch_size, input_kwargs)
         with torch.no_grad(), counter:
             model(*inputs)
     return int(counter.get_total_flops())
+
+
+def dense_flops(model: nn.Module) -> int:
+    """FLOPs of one sample through a tabular model: ``2 * in * out`` per ``nn.Linear``.
+
+    The tabular families map ``(B, features)`` through each of their ``nn.Linear`` layers once,
+    and their other layers (standardisation, norms, activations) are ones ``FlopCounterMode`` does
+    not count, so this is its count exactly (a test holds the two equal) -- without running a
+    forward on meta tensors, whose first use imports ``torch._dynamo`` (about a second, a third of
+    a tabular build).
+    """
+    return sum(2 * m.in_features * m.out_features for m in model.modules()
+               if isinstance(m, nn.Linear))
 
 
 def input_bytes(config: dict, *, batch_size: int, dtype: str | torch.dtype = "float32",
@@ -75,9 +104,11 @@ def input_bytes(config: dict, *, batch_size: int, dtype: str | torch.dtype = "fl
     fake tensors: nothing is allocated, however large the input."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
+    model = zoo.from_config(config, device="meta", dtype=torch_dtype(dtype))
+    if zoo.get_entry(config["name"]).input_kind == "tabular":  # (B, features): no forward needed
+        return batch_size * model.in_features * torch.tensor([], dtype=torch_dtype(dtype)).element_size()
     with FakeTensorMode(allow_non_fake_inputs=True):
-        model = materialise(zoo.from_config(config, device="meta", dtype=torch_dtype(dtype)))
-        inputs = make_inputs(model, batch_size, input_kwargs)
+        inputs = make_inputs(materialise(model), batch_size, input_kwargs)
         return sum(t.numel() * t.element_size() for t in inputs)
 
 

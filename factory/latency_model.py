@@ -28,7 +28,7 @@ from zoo.atomic import write_text_atomic
 from .timing import cpu_name
 from .user_cache import cache_dir, keyed_path
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2   # 2: FLOPs counted on meta, attention included (zoo.factory.counts)
 DEFAULT_MARGIN = 0.10     # before any spread is measured on this machine
 MIN_MARGIN, MAX_MARGIN = 0.03, 0.25
 SPREADS_KEPT = 5

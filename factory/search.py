@@ -34,35 +34,36 @@ Exports are few (at most :data:`MAX_EXPORTS` per search): each measurement is st
 and ORT version (:mod:`zoo.factory.latency_model`), a later process reuses it, and the point to
 measure is the largest one the candidate's log-log FLOPs-latency fit predicts within budget
 (the largest point first when nothing was measured). A candidate whose cheapest point is
-predicted over budget is not exported (rejected by prediction). The reference architectures
-(:data:`REFERENCES`, and every family's default at width = depth = 1) are on every path whose
-bounds contain them, so a budget they meet is never answered with a smaller model.
+predicted over budget is not exported (rejected by prediction). While nothing is proven within
+the budget, the last export is kept for a proof: it goes to the largest point predicted within
+:data:`PROOF_AIM` of the budget (a candidate with none passes it on). Only when that proof also
+measures too slow may the last candidate export its cheapest point, if predicted within budget:
+one export past the limit rather than a ``BudgetError`` for a budget it meets. The reference
+architectures (:data:`REFERENCES`, and every family's default at width = depth = 1) are on every
+path whose bounds contain them (:mod:`zoo.factory.search_path`), so a budget they meet is never
+answered with a smaller model.
 """
 from __future__ import annotations
 
-import inspect
-import json
 import math
 from dataclasses import dataclass
 from typing import Callable
 
 import zoo
 from zoo.errors import BudgetError
-from zoo.registry import PLACEMENT_ARGS
 
-from . import latency_model, policy, train_time
+from . import count_cache, latency_model, policy, train_time
 from .budget_errors import at_least, budget_error
-from .counts import count_flops, input_bytes
+from .counts import input_bytes
 from .problem import Problem
 from .device_budget import cached_memory_for, memory_for
-from .training_memory import MemoryEstimate
+from .search_path import REFERENCES, Point, _key, candidate_path, config_for  # noqa: F401
 
 MAX_EXPORTS = 3           # ONNX exports (latency measurements) per search, at most
 LATENCY_MARGIN = latency_model.DEFAULT_MARGIN  # before a spread is measured on this machine
 NEAR = 0.85               # a proven point this close to the aimed latency ends the search
+PROOF_AIM = 0.85          # the last export, while nothing is proven, aims this far inside it
 SPREAD_PROCESSES = 2      # fresh processes that time the chosen file again (the spread)
-# Reference architectures, put on every path that can reach them: registry -> (width, depth)s.
-REFERENCES = {"mobilenetv2": [(w, 1.0) for w in (0.35, 0.5, 0.75, 1.0, 1.4)]}
 # A point this small is not exported: its latency is at most BOUND_OVERHEAD_MS plus its FLOPs at
 # BOUND_FLOPS_PER_S -- deliberately pessimistic (a core sustains several GFLOP/s in BLAS-backed ops;
 # ORT's per-call overhead is tens of microseconds). CPU only.
@@ -72,54 +73,7 @@ MAX_TIMED_INPUT_BYTES = 1024 ** 3  # one example input: the export and the timer
 LATENCY_WARMUP = 10
 LATENCY_RUNS = 30
 
-_PARAMS_CACHE: dict[str, int] = {}
-_FLOPS_CACHE: dict[str, int] = {}
 _LATENCY_CACHE: dict[str, object] = {}   # config + provider -> factory.latency.LatencyResult
-
-
-@dataclass
-class Point:
-    """One architecture on a candidate's path, with whatever costs were computed for it.
-
-    ``params`` is counted on first use (a build on the meta device), so walking a path costs
-    only the points the search looks at.
-    """
-    candidate: str
-    index: int
-    width_mult: float
-    depth_mult: float
-    config: dict
-    memory: MemoryEstimate | None = None
-    flops: int | None = None
-    latency: object | None = None          # LatencyResult
-    latency_bound: float | None = None     # ms, when accepted by the FLOPs bound unmeasured
-    latency_predicted: float | None = None  # ms, from this machine's fit, when not exported
-
-    @property
-    def params(self) -> int:
-        key = _key(self.config)
-        if key not in _PARAMS_CACHE:
-            model = zoo.from_config(self.config, device="meta")
-            _PARAMS_CACHE[key] = sum(p.numel() for p in model.parameters())
-        return _PARAMS_CACHE[key]
-
-    def label(self) -> str:
-        return f"{self.candidate} (width {self.width_mult:g}, depth {self.depth_mult:g})"
-
-    def to_dict(self) -> dict:
-        d = {"candidate": self.candidate, "registry": self.config["name"],
-             "width_mult": self.width_mult, "depth_mult": self.depth_mult, "params": self.params}
-        if self.memory is not None:
-            d["memory_gb"] = round(self.memory.total / 1e9, 6)
-        if self.flops is not None:
-            d["flops"] = self.flops
-        if self.latency is not None:
-            d["latency_ms"] = round(self.latency.median_ms, 4)
-        if self.latency_bound is not None:
-            d["latency_bound_ms"] = round(self.latency_bound, 4)
-        if self.latency_predicted is not None:
-            d["latency_predicted_ms"] = round(self.latency_predicted, 4)
-        return d
 
 
 @dataclass
@@ -131,6 +85,8 @@ class CandidateOutcome:
     reason: str
     cheapest: Point | None = None
     failed: str | None = None   # which budget stopped it: data_cap | vram_gb | latency_ms
+    bound_by: str | None = None  # what kept the best point from a larger one (the same names, or
+                                 # "path end": the family's largest point fits every budget)
 
 
 @dataclass
@@ -146,71 +102,6 @@ class SearchResult:
     spread: dict | None = None
 
 
-def _key(config: dict, *extra) -> str:
-    return json.dumps([config, *extra], sort_keys=True, default=str)
-
-
-def config_for(registry: str, **kwargs) -> dict:
-    """The config :func:`zoo.create` would record for ``registry`` with ``kwargs`` (every builder
-    argument, defaults included, placement excluded), without building the model."""
-    entry = zoo.get_entry(registry)
-    bound = inspect.signature(entry.builder).bind(**kwargs)
-    bound.apply_defaults()
-    return {"name": registry, **{k: v for k, v in bound.arguments.items()
-                                 if k not in PLACEMENT_ARGS}}
-
-
-def candidate_path(problem: Problem, cand: policy.Candidate) -> list[Point]:
-    """The candidate's path as :class:`Point` s, non-decreasing in width, depth and parameters.
-
-    Neighbouring points may build the same architecture (widths round to multiples of 8, depths
-    to whole blocks); they share every cached cost.
-    """
-    entry = zoo.get_entry(cand.registry)
-    points: list[Point] = []
-    for w, d in policy.scaling_path(cand):
-        kw = dict(problem.base_kwargs(cand.registry), **cand.fixed)
-        if entry.scales_width:
-            kw["width_mult"] = w
-        if entry.scales_depth:
-            kw["depth_mult"] = d
-        points.append(Point(cand.key, len(points), w, d, config_for(cand.registry, **kw)))
-    for w, d in REFERENCES.get(cand.registry, ()):
-        _insert_reference(points, problem, cand, entry, w, d)
-    for i, p in enumerate(points):
-        p.index = i
-    return points
-
-
-def _insert_reference(points: list[Point], problem: Problem, cand: policy.Candidate, entry,
-                      w: float, d: float) -> None:
-    """Put the reference architecture ``(w, d)`` on the path (within the candidate's bounds),
-    where its parameter count belongs: after every point it dominates in both width and depth,
-    before every point that dominates it, and by parameters (bisection) among the rest."""
-    if (cand.width and not cand.width[0] <= w <= cand.width[1]) or \
-            (cand.depth and not cand.depth[0] <= d <= cand.depth[1]):
-        return
-    if any(p.width_mult == w and p.depth_mult == d for p in points):
-        return
-    kw = dict(problem.base_kwargs(cand.registry), **cand.fixed)
-    if entry.scales_width:
-        kw["width_mult"] = w
-    if entry.scales_depth:
-        kw["depth_mult"] = d
-    ref = Point(cand.key, 0, w, d, config_for(cand.registry, **kw))
-    lo = max([i + 1 for i, p in enumerate(points) if p.width_mult <= w and p.depth_mult <= d],
-             default=0)
-    hi = min([i for i, p in enumerate(points) if p.width_mult >= w and p.depth_mult >= d],
-             default=len(points))
-    while lo < hi:  # first index in [lo, hi) whose parameters are not below the reference's
-        mid = (lo + hi) // 2
-        if points[mid].params < ref.params:
-            lo = mid + 1
-        else:
-            hi = mid
-    points.insert(lo, ref)
-
-
 class CandidateSearch:
     """Search one candidate's path against the problem's budgets (see the module docstring)."""
 
@@ -222,6 +113,7 @@ class CandidateSearch:
         self.shared = shared if shared is not None else latency_model.Exports(MAX_EXPORTS)
         self.lm = self.shared.model(problem.provider)
         self.warmup, self.runs = LATENCY_WARMUP, LATENCY_RUNS
+        self.last = True   # the last candidate of the search (search() says otherwise)
 
     # -- costs ---------------------------------------------------------------------------------
     def memory(self, p: Point, *, full: bool = False) -> int:
@@ -241,11 +133,7 @@ class CandidateSearch:
 
     def flops(self, p: Point) -> int:
         if p.flops is None:
-            key = _key(p.config, self.problem.input_kwargs)
-            if key not in _FLOPS_CACHE:
-                _FLOPS_CACHE[key] = max(1, count_flops(
-                    p.config, input_kwargs=self.problem.input_kwargs))
-            p.flops = _FLOPS_CACHE[key]
+            p.flops = max(1, count_cache.flops(p.config, self.problem.input_kwargs))
         return p.flops
 
     def arch_key(self, p: Point) -> str:
@@ -278,6 +166,12 @@ class CandidateSearch:
             p.latency = _LATENCY_CACHE[key]
             self._note(p)
         return p.latency.median_ms
+
+    def reserve(self, best_params: int) -> bool:
+        """Whether the search's last export is kept for a proof: nothing is proven within the
+        budget yet and candidates come after this one. It is then spent only on a point predicted
+        within :data:`PROOF_AIM` of the budget."""
+        return self.shared.left == 1 and best_params < 0 and not self.last
 
     def predicted(self, i: int) -> float | None:
         """Predicted latency (ms) of point ``i`` from this machine's fits (None: no data)."""
@@ -326,9 +220,15 @@ class CandidateSearch:
 
     # -- search --------------------------------------------------------------------------------
     def largest(self, hi: int, fits: Callable[[Point], bool]) -> int:
-        """Largest index in [0, hi] whose point fits (fits is monotone); -1 if none."""
-        if hi < 0 or not fits(self.path[0]):
+        """Largest index in [0, hi] whose point fits (fits is monotone); -1 if none. The top is
+        tried first: when another limit binds before this one, one evaluation settles it."""
+        if hi < 0:
             return -1
+        if fits(self.path[hi]):
+            return hi
+        if hi == 0 or not fits(self.path[0]):
+            return -1
+        hi -= 1
         lo = 0
         while lo < hi:
             mid = (lo + hi + 1) // 2
@@ -354,6 +254,7 @@ class CandidateSearch:
                                      f"{cand.key}: smallest candidate has {cheapest.params:,} {why}",
                                      cheapest, "data_cap")
             top = 0  # no candidate fits the cap: the smallest model of each is allowed
+        bound = "data_cap" if top < len(path) - 1 else "path end"
         if path[top].params <= best_params:  # memory and latency can only make it smaller
             return CandidateOutcome(cand.key, path[top], "skipped",
                                  f"{cand.key}: at most {path[top].params:,} parameters under the "
@@ -369,6 +270,7 @@ class CandidateSearch:
             known = [i for i in range(cap_top + 1) if (m := self.known_memory(path[i])) is not None
                      and m.total <= limit]
             top = max([top] + known)
+            bound = "vram_gb" if top < cap_top else bound
             if top < 0:
                 return CandidateOutcome(cand.key, None, "rejected",
                                      f"{cand.key}: cheapest candidate needs "
@@ -383,19 +285,20 @@ class CandidateSearch:
         # 3. latency: measure finalists only
         if prob.latency_ms is None:
             return CandidateOutcome(cand.key, path[top], "feasible",
-                                 f"{cand.key}: {path[top].label()} fits (no latency budget)")
+                                 f"{cand.key}: {path[top].label()} fits (no latency budget)",
+                                 bound_by=bound)
         margin = self.lm.margin
         budget = prob.latency_ms * (1.0 - margin)
         why = f"{budget:.3g} ms (latency_ms={prob.latency_ms:g} less a {margin:.0%} margin)"
 
-        def ok(i: int) -> bool:
+        def ok(i: int) -> bool:  # monotone: true up to some index (bound and envelope rise)
             if self.bound(i) <= budget:
                 return True
             env = self.envelope(i)
             return env is not None and env <= budget
 
         while not ok(top) and self.shared.left > 0:
-            best_ok = max((i for i in range(top + 1) if ok(i)), default=-1)
+            best_ok = self.largest(top, lambda p: ok(p.index))
             if best_ok >= 0 and (self.envelope(best_ok) or 0.0) >= NEAR * budget:
                 break                      # near enough: no export for a few per cent
             slow = [i for i in range(best_ok + 1, top + 1) if self.is_measured(i)]
@@ -403,7 +306,14 @@ class CandidateSearch:
             if limit <= best_ok:
                 break
             pred = {i: self.predicted(i) for i in range(best_ok + 1, limit + 1)}
-            if pred[limit] is None:
+            if self.shared.left == 1 and best_params < 0 and best_ok < 0:
+                # the last export must prove a point: aim well inside the budget, or (a candidate
+                # that is not the last) keep it for the next
+                fits = [i for i, ms in pred.items() if ms is not None and ms <= PROOF_AIM * budget]
+                if not fits and not self.last:
+                    break
+                guess = max(fits, default=best_ok + 1)
+            elif pred[limit] is None:
                 guess = limit              # nothing measured on this machine: the largest first
             else:
                 fits = [i for i, ms in pred.items() if ms <= budget]
@@ -414,19 +324,24 @@ class CandidateSearch:
             if self.path[guess].params <= best_params:
                 break                      # cannot beat the best model found so far
             self.latency(self.path[guess])
-        best = max((i for i in range(top + 1) if ok(i)), default=-1)
+        best = self.largest(top, lambda p: ok(p.index))
         if best < 0 and self._ms(0) is None:
-            pred0 = self.predicted(0)
-            spent = self.shared.left <= 0 and best_params >= 0
-            if pred0 is not None and (pred0 > budget or spent):
-                path[0].latency_predicted = pred0
-                return CandidateOutcome(cand.key, None, "rejected",
-                                     f"{cand.key}: cheapest candidate is predicted to take "
-                                     f"{pred0:.3g} ms (this machine's FLOPs-latency fit) "
-                                     f"{'>' if pred0 > budget else 'but the exports are spent;'} "
-                                     f"{why}; not exported", path[0], "latency_ms")
-            self.latency(path[0])  # a proof is needed (beyond MAX_EXPORTS only to avoid an error)
-            best = max((i for i in range(top + 1) if ok(i)), default=-1)
+            pred0 = path[0].latency_predicted = self.predicted(0)
+            aim = budget * (PROOF_AIM if self.reserve(best_params) else 1.0)
+            # Past MAX_EXPORTS only as a last resort: the last candidate, nothing proven, and its
+            # cheapest point predicted within budget (a BudgetError would refuse a budget it meets)
+            last_resort = self.last and best_params < 0 and pred0 is not None and pred0 <= budget
+            if (self.shared.left <= 0 and not last_resort) or (pred0 is not None and pred0 > aim):
+                fit = f"is predicted to take {pred0:.3g} ms (this machine's FLOPs-latency fit)" \
+                    if pred0 is not None else ""
+                what = (f"{fit} > {why}" if pred0 is not None and pred0 > budget else
+                        f"was not timed: this search's {MAX_EXPORTS} exports are spent"
+                        if self.shared.left <= 0 else
+                        f"{fit}, too near {why} for the search's last export")
+                return CandidateOutcome(cand.key, None, "rejected", f"{cand.key}: cheapest "
+                                        f"candidate {what}; not exported", path[0], "latency_ms")
+            self.latency(path[0])  # the proof (a search's only export past MAX_EXPORTS)
+            best = self.largest(top, lambda p: ok(p.index))
         if best < 0:
             self.latency(path[0])  # from the caches: no export
             return CandidateOutcome(cand.key, None, "rejected",
@@ -435,12 +350,13 @@ class CandidateSearch:
                                  "latency_ms")
         p = path[best]
         limit = "the latency budget" if best < top else "the data cap and memory"
+        bound = "latency_ms" if best < top else bound
         if self.bound(best) <= budget:
             p.latency_bound = self.bound(best)
             return CandidateOutcome(cand.key, p, "feasible",
                                  f"{cand.key}: {p.label()} is the largest within {limit} (at most "
                                  f"{p.latency_bound:.3g} ms from its {p.flops:,} FLOPs: not "
-                                 f"exported)")
+                                 f"exported)", bound_by=bound)
         if self._ms(best) is not None:
             self.latency(p)                # known: no export
         else:  # feasible through the envelope only: the record takes the larger point's figure
@@ -449,7 +365,7 @@ class CandidateSearch:
             p.latency = path[env].latency if self.latency(path[env]) else None
         return CandidateOutcome(cand.key, p, "feasible",
                              f"{cand.key}: {p.label()} is the largest within {limit} "
-                             f"({p.latency.median_ms:.3g} ms measured)")
+                             f"({p.latency.median_ms:.3g} ms measured)", bound_by=bound)
 
 def search(problem: Problem, candidates: list[str], *, progress: Callable[[str], None] | None = None
            ) -> SearchResult:
@@ -464,6 +380,8 @@ def search(problem: Problem, candidates: list[str], *, progress: Callable[[str],
     try:
         searches = {k: CandidateSearch(problem, policy.CANDIDATES[k], tried, progress, shared)
                     for k in candidates}
+        for key in candidates[:-1]:
+            searches[key].last = False
         # If no candidate has a point under the cap, each one's smallest point is allowed.
         cap_floor = all(s.path[0].params > data_cap for s in searches.values())
         best: CandidateOutcome | None = None

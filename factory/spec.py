@@ -135,6 +135,8 @@ class ModelSpec:
             reasons=reasons,
             search={"measured": result.measured, "exported": result.exported,
                     "costed": len(result.tried), "seconds": round(seconds, 3),
+                    "bound_by": next((o.bound_by for o in result.outcomes
+                                      if o.status == "chosen"), None),
                     "candidates": [{"candidate": o.candidate, "status": o.status,
                                     "reason": o.reason} for o in result.outcomes]},
             versions=library_versions())

@@ -23,6 +23,7 @@ import torch
 
 import zoo
 
+from . import count_cache
 from .counts import count_flops
 from .train_step import make_inputs, make_loss
 
@@ -107,16 +108,8 @@ def estimate(problem, config: dict, flops: int, *, path: list[dict]) -> float:
                              graph=graph)
 
 
-_FLOPS: dict[str, int] = {}
-
-
 def _flops(config: dict, input_kwargs) -> int:
-    import json
-
-    key = json.dumps([config, input_kwargs], sort_keys=True, default=str)
-    if key not in _FLOPS:
-        _FLOPS[key] = count_flops(config, input_kwargs=input_kwargs)
-    return _FLOPS[key]
+    return count_cache.flops(config, input_kwargs)
 
 
 def fits(problem, config: dict, flops: int, *, path: list[dict]) -> bool:
