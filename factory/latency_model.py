@@ -32,6 +32,7 @@ CACHE_VERSION = 2   # 2: FLOPs counted on meta, attention included (zoo.factory.
 DEFAULT_MARGIN = 0.10     # before any spread is measured on this machine
 MIN_MARGIN, MAX_MARGIN = 0.03, 0.25
 SPREADS_KEPT = 5
+SEARCHED_KEPT = 1000
 MIN_SLOPE, MAX_SLOPE = 0.3, 1.3
 DEFAULT_SLOPE = 0.8
 
@@ -54,7 +55,8 @@ def machine_key(provider: str, threads: int) -> dict:
 class LatencyModel:
     """Measured latencies of one machine (see the module docstring): ``points`` maps a candidate
     to ``{architecture key: [flops, median_ms]}``; ``results`` keeps each architecture's full
-    :class:`zoo.factory.latency.LatencyResult` fields; ``spreads`` the last relative spreads."""
+    :class:`zoo.factory.latency.LatencyResult` fields; ``spreads`` the last relative spreads;
+    ``searched`` the problems searched here (:meth:`mark_searched`)."""
 
     def __init__(self, provider: str, threads: int):
         self.key = machine_key(provider, threads)
@@ -62,6 +64,7 @@ class LatencyModel:
         self.points: dict[str, dict[str, list]] = {}
         self.results: dict[str, dict] = {}
         self.spreads: list[float] = []
+        self.searched: list[str] = []   # problems searched on this machine (the last SEARCHED_KEPT)
         self._load()
         self.margin = self._margin()   # frozen for this process
 
@@ -75,20 +78,22 @@ class LatencyModel:
         self.points = data.get("points", {})
         self.results = data.get("results", {})
         self.spreads = [float(s) for s in data.get("spreads", [])][-SPREADS_KEPT:]
+        self.searched = [str(k) for k in data.get("searched", [])][-SEARCHED_KEPT:]
 
     def save(self) -> None:
         """Merge with what other processes wrote meanwhile, then write atomically."""
         other = LatencyModel.__new__(LatencyModel)
         other.key, other.path = self.key, self.path
-        other.points, other.results, other.spreads = {}, {}, []
+        other.points, other.results, other.spreads, other.searched = {}, {}, [], []
         other._load()
+        self.searched = [k for k in other.searched if k not in self.searched] + self.searched
         for cand, pts in other.points.items():
             self.points.setdefault(cand, {}).update({k: v for k, v in pts.items()
                                                      if k not in self.points.get(cand, {})})
         for k, v in other.results.items():
             self.results.setdefault(k, v)
         data = {"machine": self.key, "points": self.points, "results": self.results,
-                "spreads": self.spreads[-SPREADS_KEPT:]}
+                "spreads": self.spreads[-SPREADS_KEPT:], "searched": self.searched[-SEARCHED_KEPT:]}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.path, json.dumps(data))
@@ -96,6 +101,15 @@ class LatencyModel:
             pass  # a read-only home: the cache is an optimisation only
 
     # -- measurements ---------------------------------------------------------------------------
+    def mark_searched(self, problem_key: str) -> bool:
+        """Note a search of ``problem_key`` (a JSON string); whether it was searched here before.
+        A repeated search makes no new exports: what the first one measured decides it again, so
+        a second build of the same problem costs no export (see :mod:`zoo.factory.search`)."""
+        before = problem_key in self.searched
+        if not before:
+            self.searched.append(problem_key)
+        return before
+
     def record(self, candidate: str, arch_key: str, flops: int, result: dict) -> None:
         self.points.setdefault(candidate, {})[arch_key] = [int(flops), float(result["median_ms"])]
         self.results[arch_key] = dict(result)

@@ -52,6 +52,16 @@ class Problem:
     strategy: str = "ddp"
 
     @property
+    def key(self) -> str:
+        """The problem as a JSON string: every argument that decides a search (not the rules,
+        which follow from them)."""
+        import json
+
+        fields = {k: v for k, v in vars(self).items() if k != "rules"}
+        fields["task"] = self.task.name
+        return json.dumps(fields, sort_keys=True, default=str)
+
+    @property
     def epochs_needed(self) -> int:
         """Epochs a model must get within ``train_budget_s``: ``epochs`` if given, else what the
         evidence says a model that learns needed (:func:`zoo.factory.policy.epochs_needed`)."""

@@ -38,7 +38,9 @@ predicted over budget is not exported (rejected by prediction). While nothing is
 the budget, the last export is kept for a proof: it goes to the largest point predicted within
 :data:`PROOF_AIM` of the budget (a candidate with none passes it on). Only when that proof also
 measures too slow may the last candidate export its cheapest point, if predicted within budget:
-one export past the limit rather than a ``BudgetError`` for a budget it meets. The reference
+one export past the limit rather than a ``BudgetError`` for a budget it meets. A problem searched
+on this machine before makes no export (what its first search measured decides it again), so a
+second build of it costs none. The reference
 architectures (:data:`REFERENCES`, and every family's default at width = depth = 1) are on every
 path whose bounds contain them (:mod:`zoo.factory.search_path`), so a budget they meet is never
 answered with a smaller model.
@@ -377,6 +379,11 @@ def search(problem: Problem, candidates: list[str], *, progress: Callable[[str],
     tried: list[Point] = []
     outcomes: list[CandidateOutcome] = []
     shared = latency_model.Exports(MAX_EXPORTS)
+    lm = shared.model(problem.provider)
+    if problem.latency_ms is not None and lm.mark_searched(problem.key):
+        shared.left = 0   # searched on this machine before: its measurements decide again
+    elif problem.latency_ms is not None:
+        lm.save()
     try:
         searches = {k: CandidateSearch(problem, policy.CANDIDATES[k], tried, progress, shared)
                     for k in candidates}
