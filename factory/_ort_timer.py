@@ -96,19 +96,21 @@ def random_inputs(session: ort.InferenceSession, batch_size: int, seed: int = 0)
 
 
 def time_onnx(path: str, *, batch_size: int = 1, provider: str = "cpu", threads: int = 1,
-              warmup: int = 10, runs: int = 50) -> dict:
+              warmup: int = 10, runs: int = 50, max_time_s: float | None = None) -> dict:
     """Time ``runs`` inference calls of the ONNX file ``path``; a JSON-ready dict.
 
     Keys: the Timing fields (``median_ms``, ``p90_ms``, ``min_ms``, ``max_ms``, ``mean_ms``,
     ``runs``), ``threads``, ``provider``, ``providers`` (what the session really used),
     ``batch_size``, ``input_shapes``, ``onnxruntime`` (version), ``torch_imported``.
+    ``max_time_s`` caps a slow model's warm-up and timing (:func:`zoo.factory.timing.time_callable`).
     """
     providers = check_provider(provider)
     session = ort.InferenceSession(str(path), session_options(threads), providers=providers)
     try:
         feeds = random_inputs(session, batch_size)
         output_names = [o.name for o in session.get_outputs()]
-        timing = time_callable(lambda: session.run(output_names, feeds), warmup=warmup, runs=runs)
+        timing = time_callable(lambda: session.run(output_names, feeds), warmup=warmup, runs=runs,
+                               max_time_s=max_time_s)
         used = session.get_providers()
     finally:
         del session  # one session at a time: release its thread pool before anything else runs
@@ -126,10 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--max-seconds", type=float, default=None)
     args = parser.parse_args(argv)
     try:
         result = time_onnx(args.path, batch_size=args.batch_size, provider=args.provider,
-                           threads=args.threads, warmup=args.warmup, runs=args.runs)
+                           threads=args.threads, warmup=args.warmup, runs=args.runs,
+                           max_time_s=args.max_seconds)
     except Exception as exc:  # noqa: BLE001 - a process boundary: the parent raises it with context
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
         return 2

@@ -114,14 +114,14 @@ def measure_latency(model_or_onnx_path, *, batch_size: int = 1, provider: str = 
 
 
 def _time_file(path: Path, batch_size: int, provider: str, threads: int, warmup: int, runs: int,
-               isolate: bool) -> LatencyResult:
+               isolate: bool, max_time_s: float | None = None) -> LatencyResult:
     if isolate:
-        out = _run_isolated(path, batch_size, provider, threads, warmup, runs)
+        out = _run_isolated(path, batch_size, provider, threads, warmup, runs, max_time_s)
     else:
         from zoo.factory._ort_timer import time_onnx
 
         out = time_onnx(str(path), batch_size=batch_size, provider=provider, threads=threads,
-                        warmup=warmup, runs=runs)
+                        warmup=warmup, runs=runs, max_time_s=max_time_s)
     versions = library_versions()
     versions["onnxruntime"] = out["onnxruntime"]
     return LatencyResult(median_ms=out["median_ms"], p90_ms=out["p90_ms"], min_ms=out["min_ms"],
@@ -131,13 +131,13 @@ def _time_file(path: Path, batch_size: int, provider: str, threads: int, warmup:
 
 
 def _run_isolated(path: Path, batch_size: int, provider: str, threads: int, warmup: int,
-                  runs: int) -> dict:
+                  runs: int, max_time_s: float | None = None) -> dict:
     """Run ``python -m zoo.factory._ort_timer`` on ``path`` and return its JSON answer."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PROJECT_ROOT, env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, "-m", "zoo.factory._ort_timer", str(path), "--batch-size", str(batch_size),
            "--provider", provider, "--threads", str(threads), "--warmup", str(warmup),
-           "--runs", str(runs)]
+           "--runs", str(runs)] + ([] if max_time_s is None else ["--max-seconds", str(max_time_s)])
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=_SUBPROCESS_TIMEOUT_S,
                           check=False)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]

@@ -211,7 +211,7 @@ def measure_spread(problem, chosen, cs, shared: Exports, progress, processes: in
     progress(f"spread: time {chosen.label()} in {processes} more processes")
     medians = [chosen.latency.median_ms] + [
         _time_file(file, 1, problem.provider, shared.threads, cs.warmup, cs.runs,
-                   True).median_ms for _ in range(processes)]
+                   True, cs.max_time_s).median_ms for _ in range(processes)]
     s = lm.record_spread(medians)
     lm.save()
     out.update(medians_ms=[round(m, 4) for m in medians], spread=round(s, 4),

@@ -74,6 +74,7 @@ BOUND_FLOPS_PER_S = 1e9
 MAX_TIMED_INPUT_BYTES = 1024 ** 3  # one example input: the export and the timer allocate it
 LATENCY_WARMUP = 10
 LATENCY_RUNS = 30
+LATENCY_MAX_S = 2.0   # a slow model's timing stops after ~2 s of runs (10 at least) and 1 s of warm-up
 
 _LATENCY_CACHE: dict[str, object] = {}   # config + provider -> factory.latency.LatencyResult
 
@@ -114,7 +115,7 @@ class CandidateSearch:
         self.measured = self.exported = 0
         self.shared = shared if shared is not None else latency_model.Exports(MAX_EXPORTS)
         self.lm = self.shared.model(problem.provider)
-        self.warmup, self.runs = LATENCY_WARMUP, LATENCY_RUNS
+        self.warmup, self.runs, self.max_time_s = LATENCY_WARMUP, LATENCY_RUNS, LATENCY_MAX_S
         self.last = True   # the last candidate of the search (search() says otherwise)
 
     # -- costs ---------------------------------------------------------------------------------
@@ -159,7 +160,7 @@ class CandidateSearch:
                 zoo.export_onnx(zoo.from_config(p.config).eval(), path)
                 _LATENCY_CACHE[key] = _time_file(path, 1, self.problem.provider,
                                                  self.shared.threads, LATENCY_WARMUP,
-                                                 LATENCY_RUNS, True)
+                                                 LATENCY_RUNS, True, LATENCY_MAX_S)
                 self.lm.record(self.cand.key, key, self.flops(p), _LATENCY_CACHE[key].to_dict())
                 self.lm.save()
                 self.measured += 1

@@ -27,6 +27,7 @@ VERSIONED = {"torch": "torch", "onnxruntime": "onnxruntime", "onnx": "onnx", "on
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "KMP_AFFINITY",
               "OMP_WAIT_POLICY", "ORT_NUM_THREADS")
 MAX_RUNS_FOR_MIN_TIME = 100_000
+MIN_RUNS_FOR_MAX_TIME = 10     # timed calls kept however slow the function (``max_time_s``)
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,16 @@ def _check_count(name: str, value, minimum: int) -> None:
 
 
 def time_callable(fn: Callable[[], object], *, warmup: int, runs: int, min_time_s: float | None = None,
-                  sync: Callable[[], object] | None = None) -> Timing:
+                  sync: Callable[[], object] | None = None,
+                  max_time_s: float | None = None) -> Timing:
     """Call ``fn()`` ``warmup`` times untimed, then time each of at least ``runs`` calls.
 
     With ``min_time_s``, timing continues past ``runs`` until the timed calls add up to
     ``min_time_s`` seconds (at most 100 000 calls), so very fast functions get enough samples.
     ``sync`` (e.g. ``torch.cuda.synchronize``) is called after each call, inside the timed span,
-    so asynchronous devices are timed to completion. The garbage collector is paused while timing
+    so asynchronous devices are timed to completion. With ``max_time_s``, a slow function stops
+    early: warm-up ends once it took ``max_time_s / 2`` (after at least one call), and timing once
+    the timed calls add up to ``max_time_s`` and at least :data:`MIN_RUNS_FOR_MAX_TIME` were timed. The garbage collector is paused while timing
     (as :mod:`timeit` does), so a collection triggered by earlier allocations is not billed to one
     call. Each call is timed on its own with ``time.perf_counter_ns``.
     """
@@ -74,14 +78,20 @@ def time_callable(fn: Callable[[], object], *, warmup: int, runs: int, min_time_
     if min_time_s is not None and (isinstance(min_time_s, bool) or not isinstance(min_time_s, (int, float))
                                    or not math.isfinite(min_time_s) or min_time_s < 0):
         raise ValueError(f"min_time_s={min_time_s!r} is not accepted: expected None or a number >= 0")
+    cap_ns = math.inf if max_time_s is None else max_time_s * 1e9
+    start = time.perf_counter_ns()
     for _ in range(warmup):
         fn()
         if sync is not None:
             sync()
+        if time.perf_counter_ns() - start >= cap_ns / 2:
+            break
     samples: list[float] = []
     total_ns, budget_ns = 0, int((min_time_s or 0.0) * 1e9)
     with _gc_paused():
-        while len(samples) < runs or (total_ns < budget_ns and len(samples) < MAX_RUNS_FOR_MIN_TIME):
+        while (len(samples) < runs and not (total_ns >= cap_ns
+                                            and len(samples) >= MIN_RUNS_FOR_MAX_TIME)) \
+                or (total_ns < budget_ns and len(samples) < MAX_RUNS_FOR_MIN_TIME):
             elapsed = _timed_call_ns(fn, sync)
             total_ns += elapsed
             samples.append(elapsed / 1e6)

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import onnxruntime as ort
 import pytest
@@ -52,6 +53,20 @@ def test_time_callable_min_time_extends_runs_and_sync_is_called():
     t = time_callable(lambda: sum(range(100)), warmup=0, runs=2, min_time_s=0.01,
                       sync=lambda: synced.append(1))
     assert t.runs > 2 and len(synced) == t.runs
+
+
+def test_time_callable_max_time_cuts_a_slow_functions_warmup_and_runs():
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.01)
+
+    t = time_callable(slow, warmup=10, runs=30, max_time_s=0.05)
+    assert t.runs == 10                          # at least MIN_RUNS_FOR_MAX_TIME, no more
+    assert len(calls) - t.runs < 10              # warm-up stopped after ~max_time_s / 2
+    fast = time_callable(lambda: None, warmup=3, runs=7, max_time_s=0.05)
+    assert fast.runs == 7                        # a fast function keeps its runs
 
 
 def test_timing_from_samples_percentiles():

@@ -34,7 +34,7 @@ def fake_timer(cache, monkeypatch):
             json.dump(sum(p.numel() for p in model.parameters()), fh)
         return path
 
-    def time_file(path, batch_size, provider, threads, warmup, runs, isolate):
+    def time_file(path, batch_size, provider, threads, warmup, runs, isolate, max_time_s=None):
         calls["time"] += 1
         with open(path) as fh:
             ms = json.load(fh) * MS_PER_PARAM
