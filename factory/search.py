@@ -340,7 +340,8 @@ class CandidateSearch:
                 what = (f"{fit} > {why}" if pred0 is not None and pred0 > budget else
                         f"was not timed: this search's {MAX_EXPORTS} exports are spent"
                         if self.shared.left <= 0 else
-                        f"{fit}, too near {why} for the search's last export")
+                        f"{fit} > {aim:.3g} ms, {PROOF_AIM:.0%} of {why}: too near it to spend "
+                        f"the search's last export, kept for a proof")
                 return CandidateOutcome(cand.key, None, "rejected", f"{cand.key}: cheapest "
                                         f"candidate {what}; not exported", path[0], "latency_ms")
             self.latency(path[0])  # the proof (a search's only export past MAX_EXPORTS)

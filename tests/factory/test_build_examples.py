@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import zoo
+from zoo.factory import search
 from zoo.factory.spec import ModelSpec
 
 
@@ -48,10 +49,10 @@ def test_imagenet_sized_data_at_8ms_gives_mobilenetv2_within_its_margin():
     for resnet in ("resnet50", "resnet18"):
         assert verdicts[resnet]["status"] == "rejected", verdicts[resnet]
     assert " ms" in verdicts["resnet18"]["reason"] and ">" in verdicts["resnet18"]["reason"]
-    # At most 3 exports, plus one proof export when the 3 went to a candidate that proved too slow
-    # before any was feasible (search.py: beyond MAX_EXPORTS only to avoid a false BudgetError).
-    # On a fresh cache which happens depends on timing: CI's clean clone once measured 4 here.
-    assert spec.search["exported"] <= 4, spec.report()
+    # At most 3 exports; a 4th only as the search's last resort: the last candidate's cheapest
+    # point, when the 3 (the last kept for a proof) all measured too slow (search.py). Which
+    # happens on a fresh cache depends on timing, so that case is allowed here.
+    assert spec.search["exported"] <= search.MAX_EXPORTS + 1, spec.report()
     margin = spec.budgets["latency_margin"]
     assert 0 < margin < 1
     # the search's own measurement (a fresh process) meets the budget less the measured margin
