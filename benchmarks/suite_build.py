@@ -222,10 +222,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nwithin budget when re-measured in a fresh process: {within} of {len(timed)} "
           f"(goal >= 19 of 20); of the {len(bounded)} the latency budget bounded, {near} between "
           f"0.75x and 1.0x of it; most exports in one build: {summary['max_exports']} (goal <= 3)")
-    tabular = [r["wall"] for r in rows if r["example"].startswith("tabular")]
+    tabular = [r["wall"] for r in rows if r["example"].startswith("tabular") and r["example"] in EXAMPLES]
+    swept = [r["wall"] for r in rows if r["example"].startswith("tabular") and r["example"] in SWEEP]
     image32 = [r["wall"] for r in rows if r["example"] == "image-32px"]
-    print(f"slowest tabular cold build {f1(max(tabular, default=None))} s (goal <= 3); 32x32 "
-          f"image example {f1(max(image32, default=None))} s (goal <= 10)")
+    summary.update(max_tabular_example_s=max(tabular, default=None),
+                   max_tabular_sweep_s=max(swept, default=None),
+                   image_32px_s=max(image32, default=None))
+    print(f"slowest tabular example cold {f1(summary['max_tabular_example_s'])} s (goal <= 3; the "
+          f"sweep's tabular builds, with exports, up to {f1(summary['max_tabular_sweep_s'])} s); "
+          f"32x32 image example {f1(summary['image_32px_s'])} s (goal <= 10)")
     print(f"slowest cold build {summary['max_cold_s']:.1f} s (goal <= 60); slowest second build "
           f"{f1(summary['max_second_s'])} s (goal <= 5)" + (f"; errors: {errors}" if errors else ""))
     if args.json:

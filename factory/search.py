@@ -64,6 +64,7 @@ from .search_path import REFERENCES, Point, _key, candidate_path, config_for  # 
 MAX_EXPORTS = 3           # ONNX exports (latency measurements) per search, at most
 LATENCY_MARGIN = latency_model.DEFAULT_MARGIN  # before a spread is measured on this machine
 NEAR = 0.85               # a proven point this close to the aimed latency ends the search
+GUESS_AIM = 0.95          # an export aims at the largest point predicted within this of it
 PROOF_AIM = 0.85          # the last export, while nothing is proven, aims this far inside it
 SPREAD_PROCESSES = 2      # fresh processes that time the chosen file again (the spread)
 # A point this small is not exported: its latency is at most BOUND_OVERHEAD_MS plus its FLOPs at
@@ -319,7 +320,9 @@ class CandidateSearch:
             elif pred[limit] is None:
                 guess = limit              # nothing measured on this machine: the largest first
             else:
-                fits = [i for i, ms in pred.items() if ms <= budget]
+                # a little inside the budget: a fit's error is a few per cent either way
+                fits = [i for i, ms in pred.items() if ms <= GUESS_AIM * budget] or \
+                    [i for i, ms in pred.items() if ms <= budget]
                 if fits:
                     guess = max(fits)
                 else:
