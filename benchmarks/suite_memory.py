@@ -9,6 +9,11 @@ the peak resident set plus the weights held before; with ``--device cuda``,
 Estimate time per case: ``trace s``, the estimate made from scratch (a trace, written to a fresh
 cache folder of this run), and ``cached s``, the same estimate read back from that folder with the
 in-process cache cleared (what a second build in a new process pays).
+
+``--trace-cost`` prints instead what one fake-tensor trace of a training step costs at growing
+batch sizes (:data:`TRACE_COST_CASES`): nothing is computed on fake tensors, so the cost is the
+number of ops dispatched, not the batch or the resolution -- which is why the factory caches traces
+across processes rather than tracing at a small batch and scaling.
 """
 from __future__ import annotations
 
@@ -62,6 +67,11 @@ LARGE_CASES = [  # bigger steps (seconds to a minute each on 2 cores): --large
 ]
 
 
+TRACE_COST_CASES = [("mobilenetv2", dict(num_classes=1000)), ("resnet50", dict(num_classes=1000)),
+                    ("transformer", dict(in_features=16, seq_len=512, num_classes=10))]
+TRACE_COST_BATCHES = (1, 16, 256)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                         help="cpu: resident-set peak; cuda: torch.cuda.max_memory_allocated")
@@ -72,6 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default=None, help="comma-separated registry names")
     parser.add_argument("--optimizer", default="adam")
     parser.add_argument("--json", default=None, help="write every figure to this JSON file")
+    parser.add_argument("--trace-cost", action="store_true",
+                        help="only time one fake-tensor trace per batch size (1, 16, 256) for a "
+                             "few models: the trace costs the same at every batch")
 
 
 def _describe(kw: dict, bs: int, ik: dict | None) -> str:
@@ -96,7 +109,39 @@ def _timed_estimates(cfg: dict, **kw):
     return est, t1 - t0, t2 - t1
 
 
+def _trace_cost(args: argparse.Namespace) -> int:
+    import torch
+
+    from zoo.factory.search import config_for
+    from zoo.factory.step_trace import fake_trace
+
+    info = runtime_info("cpu")
+    print_header("memory --trace-cost", info)
+    rows = []
+    for name, kw in TRACE_COST_CASES:
+        cfg = config_for(name, **kw)
+        row = {"model": " ".join([name, *(f"{k}={v}" for k, v in cfg.items()
+                                          if k in ("img_size", "seq_len", "in_features"))])}
+        for b in TRACE_COST_BATCHES:
+            seconds = []
+            for _ in range(4):   # the first, warming the dispatcher's caches, is dropped
+                t = time.perf_counter()
+                trace = fake_trace(cfg, batch_size=b, optimizer="adam", dtype=torch.float32,
+                                   loss="cross_entropy", input_kwargs=None, workspaces=True)
+                seconds.append(time.perf_counter() - t)
+            row[f"b{b}"] = statistics.median(seconds[1:])
+            row["events"] = len(trace.events)
+        rows.append(row)
+    print_table(rows, [("model", "model"), ("events", "trace events"),
+                       *((f"b{b}", f"batch {b} s", lambda v: f"{v:.2f}") for b in TRACE_COST_BATCHES)])
+    if args.json:
+        write_json(args.json, "memory-trace-cost", info, vars(args), rows)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "trace_cost", False):
+        return _trace_cost(args)
     saved = os.environ.get("ZOO_CACHE_DIR")
     with tempfile.TemporaryDirectory(prefix="zoo-bench-memory-") as folder:
         os.environ["ZOO_CACHE_DIR"] = folder  # a fresh cache: every case is traced once
