@@ -177,6 +177,13 @@ class CandidateSearch:
         within :data:`PROOF_AIM` of the budget."""
         return self.shared.left == 1 and best_params < 0 and not self.last
 
+    def references_within(self, pred: dict, budget: float) -> list[int]:
+        """The reference points (:data:`REFERENCES`, each family's default) predicted within
+        ``budget``: an export aimed more cautiously still goes to one of them when the fit says
+        it fits, so a budget a reference meets is not answered with a smaller model."""
+        return [i for i, ms in pred.items()
+                if ms is not None and ms <= budget and self.path[i].reference]
+
     def predicted(self, i: int) -> float | None:
         """Predicted latency (ms) of point ``i`` from this machine's fits (None: no data)."""
         return self.lm.predict(self.cand.key, self.flops(self.path[i]))
@@ -314,6 +321,7 @@ class CandidateSearch:
                 # the last export must prove a point: aim well inside the budget, or (a candidate
                 # that is not the last) keep it for the next
                 fits = [i for i, ms in pred.items() if ms is not None and ms <= PROOF_AIM * budget]
+                fits += self.references_within(pred, budget)
                 if not fits and not self.last:
                     break
                 guess = max(fits, default=best_ok + 1)
@@ -321,8 +329,9 @@ class CandidateSearch:
                 guess = limit              # nothing measured on this machine: the largest first
             else:
                 # a little inside the budget: a fit's error is a few per cent either way
-                fits = [i for i, ms in pred.items() if ms <= GUESS_AIM * budget] or \
-                    [i for i, ms in pred.items() if ms <= budget]
+                fits = ([i for i, ms in pred.items() if ms <= GUESS_AIM * budget] or
+                        [i for i, ms in pred.items() if ms <= budget]) + \
+                    self.references_within(pred, budget)
                 if fits:
                     guess = max(fits)
                 else:

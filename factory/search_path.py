@@ -39,6 +39,7 @@ class Point:
     latency: object | None = None          # LatencyResult
     latency_bound: float | None = None     # ms, when accepted by the FLOPs bound unmeasured
     latency_predicted: float | None = None  # ms, from this machine's fit, when not exported
+    reference: bool = False                 # a reference architecture (see candidate_path)
 
     @property
     def params(self) -> int:
@@ -94,8 +95,10 @@ def candidate_path(problem: Problem, cand: policy.Candidate) -> list[Point]:
         points.append(Point(cand.key, len(points), w, d, config_for(cand.registry, **kw)))
     for w, d in REFERENCES.get(cand.registry, ()):
         _insert_reference(points, problem, cand, entry, w, d)
+    refs = {(1.0, 1.0), *REFERENCES.get(cand.registry, ())}
     for i, p in enumerate(points):
         p.index = i
+        p.reference = (p.width_mult, p.depth_mult) in refs
     return points
 
 
