@@ -67,10 +67,13 @@ FSDP_CPU_HEAP_FACTOR = 4.5
 """Resident heap left by FSDP2's per-step full-size buffers on CPU, in units' bytes. Fitted to one
 model: mlp(in_features=256, hidden=2048, depth=4), three 16 MiB units, global batch 256, Gloo:
 worst rank 436 MiB at 2 ranks and 405 MiB at 4, of which the FSDP tensors traced are 156 and 108."""
-DDP_CPU_OVERHEAD = 8 * MiB
+DDP_CPU_OVERHEAD = 5 * MiB
 """DDP on Gloo beyond the single-device step and its buckets: the reducer's autograd hooks and
-bucket views, Gloo's pair buffers and threads (measured +6 to +12 MiB at 2 ranks for an MLP, a
-ResNet-18 and a Transformer; fitted to those runs)."""
+bucket views, Gloo's pair buffers and threads. Measured +6 to +12 MiB at 2 ranks for an MLP, a
+ResNet-18 and a Transformer on the project's first VM; 0 to +3 MiB for the ResNet-18 x0.25 on the
+VM of 2026-11-29 (50.0-52.7 MiB with DDP on 2 ranks vs 47.2 MiB alone at batch 16, less its 2.7 MiB
+of buckets), where 8 MiB put that case at +13.5 to +16 %. With 5 MiB every measured DDP case of
+both VMs is within 14 % (``zoo-bench distributed``: distributed.json, distributed_vm2.json)."""
 CUDA_CONTEXT_BYTES = 512 * MiB
 """The CUDA context per process (untested here; ``benchmarks/gpu_check.py`` measures it)."""
 

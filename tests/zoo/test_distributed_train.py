@@ -123,8 +123,9 @@ MEMORY = {   # one model of each input kind, sized so tensors, not constants, do
 
 
 # Known miss (issue 11 left open): on the 2026-11-29 VM, with the CPU framework constants measured
-# there, FSDP2 on the small ResNet measured 47-49 MB on its worst rank against a 57.3-57.7 MB
-# estimate (+17 to +18 %); its fsdp_heap term (FSDP_CPU_HEAP_FACTOR) was fitted on another VM.
+# there, FSDP2 on the small ResNet measured 45.0-45.7 MiB on its worst rank against a 56.9 MiB
+# estimate (+25 to +26 %; +13 % on the first VM); its fsdp_heap term (FSDP_CPU_HEAP_FACTOR, 12 MiB
+# here where 2-4 would fit) was fitted to one MLP on the first VM.
 KNOWN_MISS = {("image", "fsdp")}
 
 
@@ -133,7 +134,7 @@ KNOWN_MISS = {("image", "fsdp")}
 @pytest.mark.parametrize("kind", sorted(MEMORY))
 def test_per_rank_peak_within_15_percent_of_estimate(kind, strategy, request):
     if (kind, strategy) in KNOWN_MISS:
-        request.applymarker(pytest.mark.xfail(reason="estimate +17-18 % over the worst rank on "
+        request.applymarker(pytest.mark.xfail(reason="estimate +25-26 % over the worst rank on "
                                                      "this VM: see KNOWN_MISS", strict=False))
     from zoo.factory.distributed_memory import estimate_per_device_memory
 
