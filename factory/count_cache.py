@@ -14,16 +14,14 @@ again and written over. A cache that cannot be written is skipped.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 
 import torch
 
 import zoo
-from zoo.atomic import atomic_path
 
 from .counts import count_flops, count_params
-from .user_cache import keyed_path
+from .user_cache import keyed_path, read_keyed, write_keyed
 
 COUNTS_VERSION = 1
 """Raised whenever a change to :mod:`zoo.factory.counts` changes what it counts."""
@@ -41,19 +39,12 @@ def _cached(kind: str, config: dict, input_kwargs: dict | None, count) -> int:
     if key in _MEMO:
         return _MEMO[key]
     path = keyed_path("counts", key, prefix=f"{kind}-")
-    try:
-        entry = json.loads(path.read_text())
-        if entry.get("key") == key and isinstance(entry.get("count"), int) \
-                and entry["count"] >= 0:
-            _MEMO[key] = entry["count"]
-            return entry["count"]
-    except (OSError, ValueError, AttributeError):
-        pass
+    stored = read_keyed(path, key, "count")
+    if type(stored) is int and stored >= 0:
+        _MEMO[key] = stored
+        return stored
     value = _MEMO[key] = int(count())
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps({"key": key, "count": value}))
+    write_keyed(path, key, "count", value)
     return value
 
 

@@ -81,7 +81,9 @@ class LatencyModel:
         self.points = data.get("points", {})
         self.results = data.get("results", {})
         self.spreads = [float(s) for s in data.get("spreads", [])][-SPREADS_KEPT:]
-        self.searched = [str(k) for k in data.get("searched", [])][-SEARCHED_KEPT:]
+        searched = data.get("searched", [])
+        self.searched = [k for k in searched if isinstance(k, str)][-SEARCHED_KEPT:] \
+            if isinstance(searched, list) else []
 
     def save(self) -> None:
         """Merge with what other processes wrote meanwhile, then write atomically."""

@@ -7,6 +7,7 @@ the candidates (or the ``families=`` asked for, resolved to candidate keys).
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,8 +56,6 @@ class Problem:
     def key(self) -> str:
         """The problem as a JSON string: every argument that decides a search (not the rules,
         which follow from them)."""
-        import json
-
         fields = {k: v for k, v in vars(self).items() if k != "rules"}
         fields["task"] = self.task.name
         return json.dumps(fields, sort_keys=True, default=str)

@@ -78,6 +78,9 @@ def time_callable(fn: Callable[[], object], *, warmup: int, runs: int, min_time_
     if min_time_s is not None and (isinstance(min_time_s, bool) or not isinstance(min_time_s, (int, float))
                                    or not math.isfinite(min_time_s) or min_time_s < 0):
         raise ValueError(f"min_time_s={min_time_s!r} is not accepted: expected None or a number >= 0")
+    if max_time_s is not None and (isinstance(max_time_s, bool) or not isinstance(max_time_s, (int, float))
+                                   or not math.isfinite(max_time_s) or max_time_s <= 0):
+        raise ValueError(f"max_time_s={max_time_s!r} is not accepted: expected None or a number > 0")
     cap_ns = math.inf if max_time_s is None else max_time_s * 1e9
     start = time.perf_counter_ns()
     for _ in range(warmup):

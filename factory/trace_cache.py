@@ -18,16 +18,14 @@ computed again is written over it.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
 import torch
 
 import zoo
-from zoo.atomic import atomic_path
 
-from .user_cache import keyed_path
+from .user_cache import keyed_path, read_keyed, write_keyed
 
 ESTIMATOR_VERSION = 3
 """Raised whenever a change to the estimator (rules, heap model, constants) changes its results."""
@@ -48,21 +46,11 @@ def _path(key: str) -> Path:
 
 def load(key: str) -> dict | None:
     """The cached estimate's fields for ``key``, or None (absent, unreadable, or another key)."""
-    try:
-        entry = json.loads(_path(key).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(entry, dict) or entry.get("key") != key \
-            or not isinstance(entry.get("estimate"), dict):
-        return None
-    return entry["estimate"]
+    fields = read_keyed(_path(key), key, "estimate")
+    return fields if isinstance(fields, dict) else None
 
 
 def store(key: str, fields: dict) -> None:
     """Write ``fields`` (an estimate's) for ``key``, atomically; a cache that cannot be written
     (read-only home, full disk) is skipped: the estimate stands without it."""
-    with contextlib.suppress(OSError):
-        path = _path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps({"key": key, "estimate": fields}))
+    write_keyed(_path(key), key, "estimate", fields)

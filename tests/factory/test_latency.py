@@ -69,6 +69,12 @@ def test_time_callable_max_time_cuts_a_slow_functions_warmup_and_runs():
     assert fast.runs == 7                        # a fast function keeps its runs
 
 
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "2"])
+def test_time_callable_refuses_a_bad_max_time(bad):
+    with pytest.raises(ValueError, match="max_time_s"):
+        time_callable(lambda: None, warmup=0, runs=1, max_time_s=bad)
+
+
 def test_timing_from_samples_percentiles():
     t = Timing.from_samples([float(v) for v in range(1, 11)])  # 1..10 ms
     assert (t.median_ms, t.p90_ms, t.min_ms, t.max_ms, t.mean_ms, t.runs) == (5.5, 9.0, 1.0, 10.0, 5.5, 10)

@@ -60,6 +60,18 @@ def test_measurements_survive_a_new_process_and_a_version_change_invalidates_the
     assert other.known("arch-a") is None and other.margin == latency_model.DEFAULT_MARGIN
 
 
+def test_searched_problems_survive_a_new_process_and_a_bad_list_is_dropped(cache):
+    lm = latency_model.LatencyModel("cpu", 2)
+    assert lm.mark_searched('{"p": 1}') is False and lm.mark_searched('{"p": 1}') is True
+    lm.save()
+    assert latency_model.LatencyModel("cpu", 2).mark_searched('{"p": 1}') is True
+    data = json.loads(lm.path.read_text())
+    for bad in (5, "x", None, [1, {"a": 2}]):
+        data["searched"] = bad
+        lm.path.write_text(json.dumps(data))
+        assert latency_model.LatencyModel("cpu", 2).searched == []
+
+
 def test_fit_recovers_a_power_law_and_margin_is_clipped(cache):
     lm = latency_model.LatencyModel("cpu", 2)
     for i, f in enumerate((1e6, 4e6, 1.6e7)):
