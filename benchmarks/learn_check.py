@@ -23,6 +23,7 @@ from pathlib import Path
 
 from . import datasets as D
 from .report import print_table, write_json
+from .suite_learn import SMALL_TEST, SMALL_TEST_SEEDS
 
 WITHIN = 2.0
 SHARE = 0.9
@@ -88,10 +89,13 @@ def train_pick(info, data, spec, n: int, seed: int, budget: dict, device: str = 
             "wall_seconds": time.perf_counter() - start}
 
 
-def check_dataset(name: str, runs: list[dict], seeds: list[int], budget: dict) -> dict:
+def check_dataset(name: str, runs: list[dict], budget: dict) -> dict:
+    """The pick for ``name`` at its largest n in ``runs``, trained (if no row matches it) with the
+    seeds its candidates were trained with there."""
     info = D.DATASETS[name]
     n = max(r["n"] for r in runs)
     group = [r for r in runs if r["n"] == n]
+    seeds = sorted({r["seed"] for r in group})
     by: dict[str, list[dict]] = {}
     for r in group:
         by.setdefault(r["candidate"], []).append(r)
@@ -116,7 +120,7 @@ def check_dataset(name: str, runs: list[dict], seeds: list[int], budget: dict) -
             "gap_to_best": round(gap, 2),
             "within_best": bool(gap <= WITHIN and not math.isnan(pick_score)),
             "not_below_linear": bool(linear is None or pick_score >= linear - WITHIN),
-            "candidates": len(by), "trained": trained}
+            "candidates": len(by), "seeds": seeds, "trained": trained}
 
 
 COLUMNS = (("dataset", "dataset", None), ("n", "n", None), ("pick", "factory pick", None),
@@ -137,7 +141,7 @@ def check(json_path: Path, *, info: dict | None = None, args: dict | None = None
     seeds = res.get("seeds") or [0, 1]
     rows = []
     for name in dict.fromkeys(r["dataset"] for r in runs):
-        rows.append(check_dataset(name, [r for r in runs if r["dataset"] == name], seeds, budget))
+        rows.append(check_dataset(name, [r for r in runs if r["dataset"] == name], budget))
         print(f"  checked {name}: {rows[-1]['pick']} {rows[-1]['pick_score']:.1f} vs best "
               f"{rows[-1]['best_score']:.1f}", flush=True)
     share = sum(r["within_best"] for r in rows) / max(1, len(rows))
@@ -145,7 +149,8 @@ def check(json_path: Path, *, info: dict | None = None, args: dict | None = None
     for title, part in (("fitted data sets", [r for r in rows if not r["held_out"]]),
                         ("held-out data sets (never used to fit the policy)",
                          [r for r in rows if r["held_out"]])):
-        print(f"\n{title}: points = 100 x accuracy or R^2, mean of seeds {seeds}; budget "
+        print(f"\n{title}: points = 100 x accuracy or R^2, mean of seeds {seeds} (test splits under "
+              f"{SMALL_TEST} samples: {SMALL_TEST_SEEDS}); budget "
               f"{budget['epochs'] or 'fit default'} epochs or {budget['time_budget_s']:g} s")
         print_table(part, COLUMNS)
     print(f"\npick within {WITHIN:g} points of the best on {share:.0%} of {len(rows)} sets "

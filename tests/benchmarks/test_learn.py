@@ -34,8 +34,9 @@ def test_tiny_run_writes_json_plot_and_tables(tmp_path, capsys):
     iris = res["datasets"]["iris"]
     assert iris["source"] == "scikit-learn: sklearn.datasets.load_iris" and iris["sizes"] == [105]
     runs = res["runs"]
+    # iris's test split has 45 samples (< SMALL_TEST): it trains SMALL_TEST_SEEDS seeds, not 2
     assert sorted((r["candidate"], r["seed"]) for r in runs) == [
-        ("linear-x1", 0), ("linear-x1", 1), ("mlp-x0.125", 0), ("mlp-x0.125", 1)]
+        (c, s) for c in ("linear-x1", "mlp-x0.125") for s in range(S.SMALL_TEST_SEEDS)]
     for r in runs:
         assert "error" not in r, r
         assert r["n"] == 105 and r["metric"] == "accuracy" and 0.0 <= r["test_score"] <= 1.0
@@ -47,6 +48,16 @@ def test_tiny_run_writes_json_plot_and_tables(tmp_path, capsys):
     # --tables re-reads the JSON without training
     assert main(["learn", "--json", str(out), "--tables"]) == 0
     assert "linear-x1" in capsys.readouterr().out
+
+
+def test_small_test_splits_train_more_seeds():
+    from zoo.benchmarks import datasets as D
+
+    small, large = D.DATASETS["iris"], D.DATASETS["digits"]  # 45 and 539 test samples
+    assert small.n_test < S.SMALL_TEST <= large.n_test
+    assert S.seeds_for(small, [0, 1]) == list(range(S.SMALL_TEST_SEEDS))
+    assert S.seeds_for(small, list(range(7))) == list(range(7))  # never fewer than asked for
+    assert S.seeds_for(large, [0, 1]) == [0, 1]
 
 
 def test_graph_run_scores_test_nodes(tmp_path):
