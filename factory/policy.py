@@ -129,6 +129,9 @@ CANDIDATES: dict[str, Candidate] = {c.key: c for c in (
     Candidate("transformer", "transformer", (0.5, 4.0), (0.5, 3.0),
            "pre-norm encoder (Xiong et al. 2020), d_model 64-512 (x128), 2-12 blocks (x4); "
            "residual + pre-norm keep deep stacks trainable"),
+    Candidate("gcn-2", "gcn", (0.5, 8.0), None,
+           "2 graph convolutions (Kipf & Welling 2017's depth, the one learn.json measured), "
+           "32-512 hidden (x64)"),
     Candidate("gcn", "gcn", (0.5, 8.0), (1.0, 1.5),
            "32-512 hidden (x64) and 2-3 graph convolutions: more layers over-smooth node "
            "features (Li et al. 2018)"),
@@ -187,6 +190,8 @@ SEQ_EVIDENCE_N = int(((FIT.get("capacity") or {}).get("sequence") or {}).get("n_
 _TCN_LEN = FIT.get("tcn_max_len") or {}
 TCN_MAX_LEN = int(_TCN_LEN.get("value") or 10 ** 9)
 _TCN_LEN_WHY = _TCN_LEN.get("rows", "no learn.json rows: the tcn never replaces the MLP")
+# graphs: the 2-layer GCN of the evidence up to the most labelled nodes learn.json measured
+GRAPH_EVIDENCE_N = int(((FIT.get("capacity") or {}).get("graph") or {}).get("n_max") or 0)
 
 RULES: tuple[Rule, ...] = (
     # tabular
@@ -273,8 +278,14 @@ RULES: tuple[Rule, ...] = (
     Rule("sequence-linear", "sequence", ("linear-flat",),
          "sequences: the linear baseline over the flattened series is always a candidate"),
     # graphs
+    Rule("graph-gcn-2", "graph", ("gcn-2",),
+         "graph-structured data: a GCN (message passing over the edges) of 2 graph convolutions, "
+         "scaled in width only, as learn.json measured it (on the compound path a wider GCN is "
+         "also a deeper one, which learn.json did not measure)"),
     Rule("graph-gcn", "graph", ("gcn",),
-         "graph-structured data: a GCN (message passing over the edges), 2-3 layers"),
+         f"graphs beyond learn.json's sizes (> {GRAPH_EVIDENCE_N:,} labelled nodes): the seed's "
+         "GCN of 2-3 layers on the compound path joins (the larger model wins)",
+         {"min_samples": GRAPH_EVIDENCE_N + 1}),
 )
 
 

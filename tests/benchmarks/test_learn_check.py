@@ -7,13 +7,16 @@ import zoo
 from zoo.benchmarks import learn_check
 
 
+N = 35  # iris rows below the fitted MLP threshold (policy.TABULAR_MLP_MIN_SAMPLES): the pick is linear
+
+
 def _json(tmp_path, linear: float, mlp: float):
     runs = []
     for seed in (0, 1):
-        runs.append({"dataset": "iris", "n": 105, "candidate": "linear-x1", "model": "linear",
+        runs.append({"dataset": "iris", "n": N, "candidate": "linear-x1", "model": "linear",
                      "params": 15, "stem": None, "view": "native", "seed": seed,
                      "test_score": linear})
-        runs.append({"dataset": "iris", "n": 105, "candidate": "mlp-x0.5", "model": "mlp",
+        runs.append({"dataset": "iris", "n": N, "candidate": "mlp-x0.5", "model": "mlp",
                      "params": 17_539, "stem": None, "view": "native", "seed": seed,
                      "test_score": mlp})
     path = tmp_path / "learn.json"
@@ -23,13 +26,13 @@ def _json(tmp_path, linear: float, mlp: float):
 
 
 def _pick_is_linear():
-    spec = zoo.build("tabular-classification", 105, None, None, input_shape=(4,),
+    spec = zoo.build("tabular-classification", N, None, None, input_shape=(4,),
                      num_classes=3).spec
     return spec.registry_name == "linear" and spec.params == 15
 
 
 def test_a_pick_within_two_points_passes_and_reuses_the_row(tmp_path, capsys):
-    assert _pick_is_linear()  # the policy's pick for iris at 105 rows (fitted constants)
+    assert _pick_is_linear()  # the policy's pick for iris at N rows (fitted constants)
     path = _json(tmp_path, linear=0.98, mlp=0.99)
     assert learn_check.check(path) == 0
     out = json.loads((tmp_path / "learn_check.json").read_text())["results"]

@@ -52,7 +52,8 @@ def test_bad_input_is_named(args, kw, pattern):
 
 def test_budget_error_for_latency_names_the_cheapest_and_what_would_work():
     with pytest.raises(zoo.BudgetError) as info:
-        zoo.build("tabular-classification", 300, 1, 0.0001, input_shape=(12,), num_classes=2)
+        # 60 rows: below the fitted MLP threshold, the linear model is the only candidate
+        zoo.build("tabular-classification", 60, 1, 0.0001, input_shape=(12,), num_classes=2)
     err = info.value
     msg = str(err)
     assert msg.startswith("latency_ms=0.0001: the cheapest candidate that fits memory (linear")
