@@ -12,7 +12,7 @@ bytes. So ::
 
     total_ddp = single(b).total + buckets + overhead,      buckets = P s
 
-(``overhead``: :data:`DDP_CPU_OVERHEAD` on Gloo, reported within ``framework``.)
+(``overhead``: :data:`GLOO_CPU_OVERHEAD` on Gloo, reported within ``framework``.)
 
 FSDP2 (``fully_shard`` per wrap unit, :func:`zoo.shard`): the step is run on fake tensors under
 PyTorch's own :class:`torch.distributed._tools.fsdp2_mem_tracker.FSDPMemTracker` with a fake
@@ -23,21 +23,24 @@ The tracker reports, at the step's peak, the sharded parameters, gradients and o
 unsharded parameters and gradients of the units live at once (the running unit and the one
 prefetched), the all-gather and reduce-scatter buffers, activations and temporaries. Then ::
 
-    total_fsdp = tracker(N).peak + kernels + allocator + framework + fsdp_heap
+    total_fsdp = tracker(N).peak + kernels + allocator + framework
 
 * ``kernels = single(b).traced_peak - tracker(1).peak``: how the single-device trace differs
   from a fake FSDP step on one device (CPU kernel workspaces; the LSTM's and GCN's profiled
   kernels, whose fake-tensor paths differ), terms of the per-device batch that sharding does not
   change. So ``tracker(N) - tracker(1)``, what sharding changes, is applied to the single-device
   trace, and N = 1 gives the single-device estimate;
-* ``allocator``, ``framework``: the single-device step's glibc slack and library constants;
-* ``fsdp_heap`` (CPU only): glibc keeps the full-size buffers FSDP2 allocates in every step
-  resident. Freeing a first mmapped all-gather buffer raises glibc's mmap threshold to its size
-  (up to 32 MiB), so every later unit-sized buffer (all-gather outputs, unsharded parameters
-  and gradients, reduce-scatter inputs, in forward and backward) comes from a heap, several of
-  them from the Gloo threads' own arenas, whose holes the main thread does not reuse. Measured
-  on Gloo with 2 and 4 ranks (``zoo-bench distributed``): about :data:`FSDP_CPU_HEAP_FACTOR` times
-  the bytes of the units up to 32 MiB; larger units stay mmapped and go back to the kernel.
+* ``framework``: the single-device step's library constants, plus :data:`GLOO_CPU_OVERHEAD` on
+  CPU;
+* ``allocator`` (CPU): glibc's heap. :func:`zoo.shard` fixes glibc's mmap threshold at 1 MiB on
+  CPU (:func:`zoo.distributed.fix_cpu_mmap_threshold`): without that, glibc's dynamic threshold
+  kept FSDP's per-step full-size buffers on heaps, several in the Gloo threads' arenas, by
+  amounts that differed by model, rank and run (an MLP's ranks: 78-113 MiB; 33-48 MiB fixed).
+  With it, the slack is the single-device step replayed through
+  :class:`~zoo.factory.glibc_heap.GlibcHeap` at those fixed thresholds
+  (:func:`zoo.factory.training_memory.cpu_allocator_fixed_threshold`), plus
+  :data:`FSDP_CPU_UNIT_FACTOR` times the bytes of the wrap units (FSDP's own transient copies of a
+  unit that the tracker does not see at the peak).
 
 On CUDA the parts are what ``torch.cuda.max_memory_allocated`` counts plus ``context``, the CUDA
 context and library handles each process holds outside the caching allocator
@@ -62,18 +65,20 @@ from zoo.factory.train_step import OPTIMIZERS
 
 MiB = 1024 ** 2
 STRATEGIES = ("ddp", "fsdp")
-MMAP_THRESHOLD_MAX = 32 * MiB   # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
-FSDP_CPU_HEAP_FACTOR = 4.5
-"""Resident heap left by FSDP2's per-step full-size buffers on CPU, in units' bytes. Fitted to one
-model: mlp(in_features=256, hidden=2048, depth=4), three 16 MiB units, global batch 256, Gloo:
-worst rank 436 MiB at 2 ranks and 405 MiB at 4, of which the FSDP tensors traced are 156 and 108."""
-DDP_CPU_OVERHEAD = 5 * MiB
-"""DDP on Gloo beyond the single-device step and its buckets: the reducer's autograd hooks and
-bucket views, Gloo's pair buffers and threads. Measured +6 to +12 MiB at 2 ranks for an MLP, a
-ResNet-18 and a Transformer on the project's first VM; 0 to +3 MiB for the ResNet-18 x0.25 on the
-VM of 2026-11-29 (50.0-52.7 MiB with DDP on 2 ranks vs 47.2 MiB alone at batch 16, less its 2.7 MiB
-of buckets), where 8 MiB put that case at +13.5 to +16 %. With 5 MiB every measured DDP case of
-both VMs is within 14 % (``zoo-bench distributed``: distributed.json, distributed_vm2.json)."""
+FSDP_CPU_UNIT_FACTOR = 0.2
+"""FSDP2 on CPU, beyond the tracker's peak, :data:`GLOO_CPU_OVERHEAD` and the fixed-threshold
+heap: this many times the bytes of the wrap units. Fitted on the VM of 2026-11-29 to three
+repeats of ``zoo-bench distributed``'s eight FSDP cases (an MLP with 9.1 MiB of units, ResNet-18
+x0.25 with 2.7, a Transformer with 1.6 and a GCN with 0.1, on 2 and 4 ranks): 0.2 minimises the
+largest error of the worst rank over the 24 runs (11.7 %; 0: 15.7 %, 0.5: 13.6 %, 0.8: 15.5 %)."""
+GLOO_CPU_OVERHEAD = 5 * MiB
+"""Data parallelism on Gloo (DDP and FSDP) beyond the single-device step and DDP's buckets: the
+reducer's autograd hooks and bucket views (DDP), Gloo's pair buffers and threads. Measured +6 to
++12 MiB at 2 ranks under DDP for an MLP, a ResNet-18 and a Transformer on the project's first VM;
+0 to +3 MiB for the ResNet-18 x0.25 on the VM of 2026-11-29 (50.0-52.7 MiB with DDP on 2 ranks vs
+47.2 MiB alone at batch 16, less its 2.7 MiB of buckets), where 8 MiB put that case at +13.5 to
++16 %. With 5 MiB every measured DDP case of both VMs is within 14 % (``zoo-bench distributed``:
+distributed.json, distributed_vm2.json)."""
 CUDA_CONTEXT_BYTES = 512 * MiB
 """The CUDA context per process (untested here; ``benchmarks/gpu_check.py`` measures it)."""
 
@@ -86,7 +91,7 @@ class DistributedMemoryEstimate:
     sharded under FSDP); ``activations`` at the per-device batch; ``buckets``: DDP's gradient
     buckets; ``unsharded``: FSDP's gathered parameters and gradients live at the peak;
     ``comm_buffers``: all-gather and reduce-scatter buffers at the peak; ``transient``: the rest of
-    the traced peak; ``allocator``: heap slack (CPU, FSDP's ``fsdp_heap`` included); ``framework``:
+    the traced peak; ``allocator``: glibc's heap slack (CPU; under FSDP at the fixed thresholds); ``framework``:
     library constants; ``context``: the CUDA context (0 on CPU). ``total`` is the peak (not the sum:
     parts peak at different moments).
     """
@@ -151,9 +156,9 @@ def estimate_per_device_memory(config: dict, *, batch_size: int, devices: int, s
     single = _single(config, batch_size=local, optimizer=optimizer, dtype=dtype, device=device,
                      loss=loss, input_kwargs=input_kwargs)
     context = CUDA_CONTEXT_BYTES if device == "cuda" else 0
-    ddp_extra = DDP_CPU_OVERHEAD if devices > 1 and strategy == "ddp" and device == "cpu" else 0
+    gloo = GLOO_CPU_OVERHEAD if devices > 1 and device == "cpu" else 0
     common = dict(strategy=strategy, devices=devices, batch_size=batch_size, local_batch=local,
-                  activations=single.activations, framework=single.framework + ddp_extra,
+                  activations=single.activations, framework=single.framework + gloo,
                   context=context,
                   device=device, dtype=single.dtype, optimizer=optimizer)
     if devices == 1 or strategy == "ddp":
@@ -162,7 +167,7 @@ def estimate_per_device_memory(config: dict, *, batch_size: int, devices: int, s
             params=single.weights, gradients=single.gradients,
             optimizer_state=single.optimizer_state, buckets=buckets, unsharded=0, comm_buffers=0,
             transient=single.transient, allocator=single.allocator,
-            total=single.total + buckets + ddp_extra + context,
+            total=single.total + buckets + gloo + context,
             method=f"single-device {single.trace} trace" + (" + DDP buckets" if devices > 1 else ""),
             **common)
     snap = fsdp_tracker_peaks(config, local_batch=local, worlds=(1, devices), optimizer=optimizer,
@@ -170,7 +175,8 @@ def estimate_per_device_memory(config: dict, *, batch_size: int, devices: int, s
     one, at_n = snap[1], snap[devices]
     # What sharding changes, as the tracker sees it, applied to the single-device trace.
     kernels = single.traced_peak - one["total"]
-    heap = fsdp_cpu_heap(config, dtype) if device == "cpu" else 0
+    allocator = fsdp_cpu_allocator(config, local_batch=local, optimizer=optimizer, dtype=dtype,
+                                   loss=loss, input_kwargs=input_kwargs) if device == "cpu" else 0
     # This rank's model states, whole (the tracker's peak may hold part of the gradients only):
     # the sharded parameters, a gradient of each, and the optimizer's k tensors per gradient.
     sharded = at_n["sharded_param"]
@@ -181,10 +187,10 @@ def estimate_per_device_memory(config: dict, *, batch_size: int, devices: int, s
         unsharded=at_n["unsharded_param"] + at_n["unsharded_grad"],
         comm_buffers=at_n["all_gather"] + at_n["reduce_scatter"],
         transient=max(0, at_n["temp"] + at_n["inp"] + kernels),
-        allocator=single.allocator + heap,
-        total=max(at_n["total"] + kernels, sharded + at_n["buffer"]) + single.allocator + heap
-        + single.framework + context,
-        method="FSDPMemTracker on a fake process group + single-device kernels and heap",
+        allocator=allocator,
+        total=max(at_n["total"] + kernels, sharded + at_n["buffer"]) + allocator
+        + single.framework + gloo + context,
+        method="FSDPMemTracker on a fake process group + single-device kernels + fixed-threshold heap",
         **common)
 
 
@@ -200,10 +206,19 @@ def fsdp_unit_bytes(config: dict, dtype: str = "float32") -> list[int]:
     return [b for b in out if b]
 
 
-def fsdp_cpu_heap(config: dict, dtype: str = "float32") -> int:
-    """CPU only: ``FSDP_CPU_HEAP_FACTOR * sum of unit bytes <= 32 MiB`` (see the module doc)."""
-    return int(FSDP_CPU_HEAP_FACTOR * sum(b for b in fsdp_unit_bytes(config, dtype)
-                                          if b <= MMAP_THRESHOLD_MAX))
+def fsdp_cpu_allocator(config: dict, *, local_batch: int, optimizer: str = "adam",
+                       dtype: str = "float32", loss: str = "cross_entropy",
+                       input_kwargs: dict | None = None) -> int:
+    """CPU only: glibc's heap under FSDP2 with the threshold :func:`zoo.shard` fixes -- the
+    single-device step's slack at those thresholds plus :data:`FSDP_CPU_UNIT_FACTOR` times the
+    wrap units' bytes (see the module doc)."""
+    from zoo.distributed import CPU_MMAP_THRESHOLD
+    from zoo.factory.training_memory import cpu_allocator_fixed_threshold
+
+    slack = cpu_allocator_fixed_threshold(config, batch_size=local_batch, threshold=CPU_MMAP_THRESHOLD,
+                                          optimizer=optimizer, dtype=dtype, loss=loss,
+                                          input_kwargs=input_kwargs)
+    return slack + int(FSDP_CPU_UNIT_FACTOR * sum(fsdp_unit_bytes(config, dtype)))
 
 
 _KEYS = {"Sharded Param": "sharded_param", "Unsharded Param": "unsharded_param",

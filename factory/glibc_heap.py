@@ -36,7 +36,11 @@ class GlibcHeap:
     SLIVER = 1024    # free fragments smaller than this are taken by small allocations
 
     def __init__(self, mmap_threshold: int = 128 * 1024, trim_threshold: int = 128 * 1024,
-                 top_pad: int = 128 * 1024, sliver_taken: float = 0.25, seed: int = 0) -> None:
+                 top_pad: int = 128 * 1024, sliver_taken: float = 0.25, seed: int = 0,
+                 dynamic: bool = True) -> None:
+        """``dynamic=False``: the thresholds as fixed by ``mallopt`` (M_MMAP_THRESHOLD and
+        M_TRIM_THRESHOLD turn glibc's adjustment off), see :func:`zoo.distributed.fix_cpu_mmap_threshold`."""
+        self.dynamic = dynamic
         self.sliver_taken = sliver_taken
         self._rng = seed
         self.mmap_threshold = mmap_threshold
@@ -99,7 +103,7 @@ class GlibcHeap:
         kind, start, size = self.chunks.pop(key)
         if kind == "m":
             self.mmapped -= size
-            if self.mmap_threshold < size <= self.MMAP_THRESHOLD_MAX:
+            if self.dynamic and self.mmap_threshold < size <= self.MMAP_THRESHOLD_MAX:
                 self.mmap_threshold = size
                 self.trim_threshold = 2 * size
             return

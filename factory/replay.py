@@ -14,12 +14,14 @@ from .step_trace import Trace
 from .train_step import MiB
 
 
-def replay(trace: Trace, *, heap: bool, seeds: int = 5) -> dict:
+def replay(trace: Trace, *, heap: bool, seeds: int = 5, fixed_mmap_threshold: int | None = None) -> dict:
     """Replay step 1, then the steady-state step 2; live-byte peaks and glibc's resident peak.
 
     Step 2 is step 1 without the allocations that outlived it (the optimizer state): the same
     ops in the same order, with the state already resident. The resident peak is the mean of
     ``seeds`` :class:`GlibcHeap` runs (it is chaotic in which small objects take which slivers).
+    ``fixed_mmap_threshold``: glibc's thresholds fixed (mmap at it, trim at twice it), as
+    :func:`zoo.distributed.fix_cpu_mmap_threshold` sets them; None: glibc's dynamic defaults.
     """
     step1 = trace.events
     freed = {k for kind, k, _ in step1 if kind == "f"}
@@ -64,7 +66,9 @@ def replay(trace: Trace, *, heap: bool, seeds: int = 5) -> dict:
     if heap:
         runs = []
         for seed in range(seeds):
-            h = GlibcHeap(seed=seed)
+            h = GlibcHeap(seed=seed) if fixed_mmap_threshold is None else GlibcHeap(
+                mmap_threshold=fixed_mmap_threshold, trim_threshold=2 * fixed_mmap_threshold,
+                seed=seed, dynamic=False)
             for kind, k, n in step1 + step2:
                 if kind == "a":
                     h.malloc(k, n)

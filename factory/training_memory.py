@@ -220,7 +220,8 @@ def estimate_training_memory(config: dict, *, batch_size: int, optimizer: str = 
     return est
 
 
-def _traced_step(config: dict, family: str, device: str, **kw):
+def _traced_step(config: dict, family: str, device: str, *, fixed_mmap_threshold: int | None = None,
+                 **kw):
     """The replayed step (:func:`zoo.factory.replay.replay`), its trace and how it was traced."""
     if family in PROFILED_FAMILIES:
         # On CUDA too, as a proxy: cuDNN's LSTM reserve space is about oneDNN's workspace as
@@ -229,7 +230,31 @@ def _traced_step(config: dict, family: str, device: str, **kw):
         trace, how = extrapolated_trace(config, **kw), "profiled-extrapolated"
     else:
         trace, how = fake_trace(config, workspaces=(device == "cpu"), **kw), "fake"
-    return replay(trace, heap=(device == "cpu")), trace, how
+    return replay(trace, heap=(device == "cpu"), fixed_mmap_threshold=fixed_mmap_threshold), trace, how
+
+
+_FIXED_ALLOCATOR_CACHE: dict[str, int] = {}
+
+
+def cpu_allocator_fixed_threshold(config: dict, *, batch_size: int, threshold: int,
+                                  optimizer: str = "adam", dtype="float32",
+                                  loss: str = "cross_entropy", input_kwargs: dict | None = None) -> int:
+    """glibc's slack over the live tensors of one CPU step at ``batch_size`` when its mmap
+    threshold is fixed at ``threshold`` bytes (trim at twice it), as
+    :func:`zoo.distributed.fix_cpu_mmap_threshold` sets it for FSDP: the ``allocator`` term of
+    :func:`estimate_training_memory` under those thresholds. Cached per process."""
+    validation.positive_int("batch_size", batch_size)
+    validation.positive_int("threshold", threshold)
+    dt = torch_dtype(dtype)
+    key = json.dumps([config, batch_size, threshold, optimizer, str(dt), loss, input_kwargs],
+                     sort_keys=True, default=str)
+    if key not in _FIXED_ALLOCATOR_CACHE:
+        family = zoo.get_entry(config["name"]).family
+        r, _, _ = _traced_step(config, family, "cpu", fixed_mmap_threshold=threshold,
+                               batch_size=batch_size, optimizer=optimizer, dtype=dt, loss=loss,
+                               input_kwargs=input_kwargs)
+        _FIXED_ALLOCATOR_CACHE[key] = _allocator(r, "cpu")
+    return _FIXED_ALLOCATOR_CACHE[key]
 
 
 def _allocator(r: dict, device: str) -> int:

@@ -120,6 +120,10 @@ def shard(model: nn.Module, mesh=None, *, reshard_after_forward: bool = True) ->
     elements; the unsharded parameters of a unit exist only while it runs (plus the next one,
     prefetched). Returns the same module (its class becomes ``FSDP<Class>``; ``config`` and
     ``example_inputs`` still work). A process group must be initialised first.
+
+    On CPU it first fixes glibc's mmap threshold at 1 MiB
+    (:func:`zoo.distributed.fix_cpu_mmap_threshold`), so FSDP's per-step full-size buffers go back
+    to the kernel when freed instead of staying on the heap.
     """
     import torch.distributed as dist
     from torch.distributed.fsdp import fully_shard
@@ -131,6 +135,9 @@ def shard(model: nn.Module, mesh=None, *, reshard_after_forward: bool = True) ->
         raise RuntimeError("zoo.shard needs an initialised process group: call "
                            "zoo.distributed.setup() (under torchrun) or "
                            "torch.distributed.init_process_group first")
+    if any(p.device.type == "cpu" for p in model.parameters()):
+        from .distributed import fix_cpu_mmap_threshold
+        fix_cpu_mmap_threshold()
     kwargs = {} if mesh is None else {"mesh": mesh}
     for unit in _distinct(wrap_units(model)):
         fully_shard(unit, reshard_after_forward=reshard_after_forward, **kwargs)

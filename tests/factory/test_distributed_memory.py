@@ -113,3 +113,31 @@ def test_inside_a_process_group_the_trace_runs_in_a_subprocess():
     finally:
         dist.destroy_process_group()
     assert there[2] == here[2]
+
+
+def test_fixed_thresholds_stay_fixed_and_return_large_buffers():
+    from zoo.factory.glibc_heap import GlibcHeap
+
+    MiB = 1024 ** 2
+    dynamic, fixed = GlibcHeap(), GlibcHeap(mmap_threshold=MiB, trim_threshold=2 * MiB, dynamic=False)
+    for heap in (dynamic, fixed):
+        heap.malloc(0, 4 * MiB)   # mmapped under both
+        heap.free(0)
+        for k in range(1, 4):     # then three unit-sized buffers, freed in order
+            heap.malloc(k, 4 * MiB)
+        for k in range(1, 4):
+            heap.free(k)
+    assert dynamic.mmap_threshold > 4 * MiB and dynamic.resident >= 12 * MiB  # kept on the heap
+    assert fixed.mmap_threshold == MiB and fixed.resident == 0                  # back to the kernel
+
+
+def test_fsdp_cpu_estimate_models_the_fixed_threshold_heap():
+    from zoo.distributed import CPU_MMAP_THRESHOLD
+    from zoo.factory.distributed_memory import FSDP_CPU_UNIT_FACTOR, fsdp_unit_bytes
+    from zoo.factory.training_memory import cpu_allocator_fixed_threshold
+
+    est = estimate_per_device_memory(EVEN, batch_size=8, devices=2, strategy="fsdp")
+    slack = cpu_allocator_fixed_threshold(EVEN, batch_size=4, threshold=CPU_MMAP_THRESHOLD)
+    assert est.allocator == slack + int(FSDP_CPU_UNIT_FACTOR * sum(fsdp_unit_bytes(EVEN)))
+    with pytest.raises(ValueError, match="threshold=0 is not accepted"):
+        cpu_allocator_fixed_threshold(EVEN, batch_size=4, threshold=0)

@@ -122,15 +122,10 @@ MEMORY = {   # one model of each input kind, sized so tensors, not constants, do
 }
 
 
-# Known miss (issue 11 left open): on the 2026-11-29 VM, with the CPU framework constants measured
-# there, FSDP2 on the small ResNet measured 45.0-45.7 MiB on its worst rank against a 56.9 MiB
-# estimate (+25 to +26 %; +13 % on the first VM); its fsdp_heap term (FSDP_CPU_HEAP_FACTOR, 12 MiB
-# here where 2-4 would fit) was fitted to one MLP on the first VM.
-# The MLP under FSDP2 on the same VM: its two ranks differ by up to 25 % (82.2 and 103.2 MB in one
-# run, glibc arenas), so its worst rank measured 85-103 MB against an 87.0 MB estimate (up to
-# -16 %); it failed one of seven runs of the README's test command. Recorded as a miss so that CI
-# does not pass or fail by luck.
-KNOWN_MISS = {("image", "fsdp"), ("tabular", "fsdp")}
+# No known misses: FSDP2 on CPU used to be one (ResNet-18 x0.25 +26 %, the MLP's ranks differing by
+# up to 25 % with glibc's dynamic mmap threshold); zoo.shard now fixes that threshold on CPU and
+# the estimate models the fixed-threshold heap (zoo.factory.distributed_memory).
+KNOWN_MISS: set = set()
 
 
 @pytest.mark.serial
@@ -138,8 +133,8 @@ KNOWN_MISS = {("image", "fsdp"), ("tabular", "fsdp")}
 @pytest.mark.parametrize("kind", sorted(MEMORY))
 def test_per_rank_peak_within_15_percent_of_estimate(kind, strategy, request):
     if (kind, strategy) in KNOWN_MISS:
-        request.applymarker(pytest.mark.xfail(reason="a stated miss on this VM (the FSDP2 heap "
-                                                     "term): see KNOWN_MISS", strict=False))
+        request.applymarker(pytest.mark.xfail(reason="a stated miss on this VM: see KNOWN_MISS",
+                                              strict=False))
     from zoo.factory.distributed_memory import estimate_per_device_memory
 
     config, batch = MEMORY[kind]

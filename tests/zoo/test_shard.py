@@ -132,3 +132,15 @@ def test_shards_follow_the_mesh():
             assert p.to_local().shape[0] <= math.ceil(shapes[k][0] / 4)   # this rank's rows
     finally:
         dist.destroy_process_group()
+
+
+def test_fix_cpu_mmap_threshold_takes_effect_on_glibc_and_refuses_bad_values():
+    import platform
+
+    from zoo.distributed import fix_cpu_mmap_threshold
+
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert fix_cpu_mmap_threshold() is True
+    for bad in (0, -1, 1.5, 2 ** 30):
+        with pytest.raises(ValueError, match="threshold="):
+            fix_cpu_mmap_threshold(bad)
