@@ -5,8 +5,9 @@ UNTESTED where it was written (no GPU). On a CUDA machine it checks, per case, i
 1. the estimate against what the process takes from the device: the caching allocator's reserved
    peak (``torch.cuda.max_memory_reserved``: block rounding and fragmentation included) plus the
    CUDA context, read as ``(total - free)`` from ``torch.cuda.mem_get_info`` minus the reserved
-   bytes once the context exists. Printed: estimate (allocated + context), measured allocated peak,
-   reserved peak, context, and the estimate's error against reserved + context;
+   bytes once the context exists. Printed: the estimate (allocated + the caching allocator's
+   reserved slack, :mod:`zoo.factory.cuda_cache` + context), measured allocated peak, reserved
+   peak, context, and the estimate's error against reserved + context;
 2. that a model trains under ``torch.cuda.set_per_process_memory_fraction(V / total)`` for a
    budget ``V`` = its estimated reserved + context + 10 %, without running out of memory;
 3. ONNX Runtime latency with ``CUDAExecutionProvider`` where ``onnxruntime-gpu`` is installed.
@@ -107,7 +108,6 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_check: no CUDA device here; nothing measured", file=sys.stderr)
         return 2
     from zoo.benchmarks.report import write_json
-    from zoo.factory.distributed_memory import CUDA_CONTEXT_BYTES
     from zoo.factory.training_memory import estimate_training_memory
 
     results, mib = [], 1024 ** 2
@@ -115,10 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         est = estimate_training_memory(config, batch_size=batch, device="cuda")
         m = _spawn({"config": config, "batch_size": batch})
         seen = m["reserved_peak"] + m["context"]
-        predicted = est.total + CUDA_CONTEXT_BYTES
+        predicted = est.total   # traced + workspaces + reserved slack + context
         budget = 1.1 * predicted
         fit = _spawn({"config": config, "batch_size": batch, "fraction": budget / m["total"]})
-        row = {"config": config, "batch_size": batch, "estimate_allocated": est.total,
+        row = {"config": config, "batch_size": batch, "estimate_allocated": est.allocated,
+               "estimate_reserved_slack": est.allocator, "estimate_context": est.context,
                "estimate_with_context": predicted, **m,
                "error_vs_reserved_plus_context": 100 * (predicted / seen - 1),
                "budget_bytes": budget, "oom_under_budget": fit["oom"],

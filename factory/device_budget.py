@@ -11,7 +11,7 @@ single-device trace, and must fit ``vram_gb``. ``devices=1`` is the single-devic
 The estimate is carried as a :class:`PerDeviceMemory`, a
 :class:`zoo.factory.training_memory.MemoryEstimate` whose ``total`` is the per-device peak and
 whose extra fields (``devices``, ``strategy``, ``local_batch``, ``buckets``, ``unsharded``,
-``comm_buffers``, ``context``) are the per-device breakdown, so the spec's ``memory`` states it.
+``comm_buffers``; ``context`` is MemoryEstimate's) are the per-device breakdown, so the spec's ``memory`` states it.
 """
 from __future__ import annotations
 
@@ -39,7 +39,6 @@ class PerDeviceMemory(MemoryEstimate):
     buckets: int = 0
     unsharded: int = 0
     comm_buffers: int = 0
-    context: int = 0
     method: str = ""
 
 

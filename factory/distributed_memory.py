@@ -35,16 +35,18 @@ prefetched), the all-gather and reduce-scatter buffers, activations and temporar
 * ``allocator`` (CPU): glibc's heap. :func:`zoo.shard` fixes glibc's mmap threshold at 1 MiB on
   CPU (:func:`zoo.distributed.fix_cpu_mmap_threshold`): without that, glibc's dynamic threshold
   kept FSDP's per-step full-size buffers on heaps, several in the Gloo threads' arenas, by
-  amounts that differed by model, rank and run (an MLP's ranks: 78-113 MiB; 33-48 MiB fixed).
+  amounts that differed by model, rank and run (an MLP's ranks: 78-113 MiB; 33-49 MiB fixed).
   With it, the slack is the single-device step replayed through
   :class:`~zoo.factory.glibc_heap.GlibcHeap` at those fixed thresholds
   (:func:`zoo.factory.training_memory.cpu_allocator_fixed_threshold`), plus
-  :data:`FSDP_CPU_UNIT_FACTOR` times the bytes of the wrap units (FSDP's own transient copies of a
-  unit that the tracker does not see at the peak).
+  :data:`FSDP_CPU_UNIT_FACTOR` times the bytes of the wrap units (what the ranks hold beyond the
+  tracker's peak, fitted, not derived: FSDP2's transient unit-sized copies are one likely part).
 
-On CUDA the parts are what ``torch.cuda.max_memory_allocated`` counts plus ``context``, the CUDA
-context and library handles each process holds outside the caching allocator
-(:data:`CUDA_CONTEXT_BYTES`, NOT measured here: see ``benchmarks/gpu_check.py``).
+On CUDA the parts are the single-device CUDA estimate's: the traced tensors and workspaces (what
+``torch.cuda.max_memory_allocated`` counts), ``allocator``, the caching allocator's reserved
+segments beyond them (:mod:`zoo.factory.cuda_cache`), and ``context``, the CUDA context each
+process holds outside the allocator (:data:`zoo.factory.training_memory.CUDA_CONTEXT_BYTES`, NOT
+measured here: see ``benchmarks/gpu_check.py``).
 
 Model-state terms fall as 1/N (up to the dim-0 padding); activations depend on b only, so at a
 fixed per-device batch they stay constant per device.
@@ -62,6 +64,7 @@ import torch
 import zoo
 from zoo import validation
 from zoo.factory.train_step import OPTIMIZERS
+from zoo.factory.training_memory import CUDA_CONTEXT_BYTES  # noqa: F401  (re-exported: gpu_check)
 
 MiB = 1024 ** 2
 STRATEGIES = ("ddp", "fsdp")
@@ -79,8 +82,6 @@ reducer's autograd hooks and bucket views (DDP), Gloo's pair buffers and threads
 47.2 MiB alone at batch 16, less its 2.7 MiB of buckets), where 8 MiB put that case at +13.5 to
 +16 %. With 5 MiB every measured DDP case of both VMs is within 14 % (``zoo-bench distributed``:
 distributed.json, distributed_vm2.json)."""
-CUDA_CONTEXT_BYTES = 512 * MiB
-"""The CUDA context per process (untested here; ``benchmarks/gpu_check.py`` measures it)."""
 
 
 @dataclass
@@ -155,7 +156,7 @@ def estimate_per_device_memory(config: dict, *, batch_size: int, devices: int, s
     local = math.ceil(batch_size / devices)
     single = _single(config, batch_size=local, optimizer=optimizer, dtype=dtype, device=device,
                      loss=loss, input_kwargs=input_kwargs)
-    context = CUDA_CONTEXT_BYTES if device == "cuda" else 0
+    context = single.context   # the CUDA context (0 on CPU), inside single.total
     gloo = GLOO_CPU_OVERHEAD if devices > 1 and device == "cpu" else 0
     common = dict(strategy=strategy, devices=devices, batch_size=batch_size, local_batch=local,
                   activations=single.activations, framework=single.framework + gloo,
@@ -167,7 +168,7 @@ def estimate_per_device_memory(config: dict, *, batch_size: int, devices: int, s
             params=single.weights, gradients=single.gradients,
             optimizer_state=single.optimizer_state, buckets=buckets, unsharded=0, comm_buffers=0,
             transient=single.transient, allocator=single.allocator,
-            total=single.total + buckets + gloo + context,
+            total=single.total + buckets + gloo,
             method=f"single-device {single.trace} trace" + (" + DDP buckets" if devices > 1 else ""),
             **common)
     snap = fsdp_tracker_peaks(config, local_batch=local, worlds=(1, devices), optimizer=optimizer,
@@ -175,8 +176,12 @@ def estimate_per_device_memory(config: dict, *, batch_size: int, devices: int, s
     one, at_n = snap[1], snap[devices]
     # What sharding changes, as the tracker sees it, applied to the single-device trace.
     kernels = single.traced_peak - one["total"]
+    # CPU: glibc's heap at the thresholds zoo.shard fixes; CUDA: the caching allocator's reserved
+    # slack of the single-device step at the per-device batch (an approximation: FSDP's own
+    # buffers are not replayed through it)
     allocator = fsdp_cpu_allocator(config, local_batch=local, optimizer=optimizer, dtype=dtype,
-                                   loss=loss, input_kwargs=input_kwargs) if device == "cpu" else 0
+                                   loss=loss, input_kwargs=input_kwargs) if device == "cpu" \
+        else single.allocator
     # This rank's model states, whole (the tracker's peak may hold part of the gradients only):
     # the sharded parameters, a gradient of each, and the optimizer's k tensors per gradient.
     sharded = at_n["sharded_param"]

@@ -8,13 +8,15 @@ libraries hold beyond the tensors (:data:`FRAMEWORK_OVERHEAD`, :data:`OP_OVERHEA
 """
 from __future__ import annotations
 
+from .cuda_cache import reserved_peak
 from .framework_calibration import cpu_framework_constants
 from .glibc_heap import GlibcHeap
 from .step_trace import Trace
 from .train_step import MiB
 
 
-def replay(trace: Trace, *, heap: bool, seeds: int = 5, fixed_mmap_threshold: int | None = None) -> dict:
+def replay(trace: Trace, *, heap: bool, seeds: int = 5, fixed_mmap_threshold: int | None = None,
+           cuda_static: list[int] | None = None) -> dict:
     """Replay step 1, then the steady-state step 2; live-byte peaks and glibc's resident peak.
 
     Step 2 is step 1 without the allocations that outlived it (the optimizer state): the same
@@ -22,6 +24,9 @@ def replay(trace: Trace, *, heap: bool, seeds: int = 5, fixed_mmap_threshold: in
     ``seeds`` :class:`GlibcHeap` runs (it is chaotic in which small objects take which slivers).
     ``fixed_mmap_threshold``: glibc's thresholds fixed (mmap at it, trim at twice it), as
     :func:`zoo.distributed.fix_cpu_mmap_threshold` sets them; None: glibc's dynamic defaults.
+    ``cuda_static``: on CUDA, the bytes of each tensor held before the step (weights, buffers):
+    the steps are then replayed through :class:`zoo.factory.cuda_cache.CudaCachingAllocator` too,
+    for the caching allocator's reserved peak (``reserved_peak``; 0 without it).
     """
     step1 = trace.events
     freed = {k for kind, k, _ in step1 if kind == "f"}
@@ -76,9 +81,10 @@ def replay(trace: Trace, *, heap: bool, seeds: int = 5, fixed_mmap_threshold: in
                     h.free(k)
             runs.append(h.peak)
         resident = trace.static + sum(runs) // len(runs)
+    reserved = reserved_peak(cuda_static, step1 + step2)[0] if cuda_static is not None else 0
     return {"weights": trace.static, "optimizer_state": state, "activations": activations,
             "traced_peak": max(phase_peaks.values(), default=trace.static),
-            "resident_peak": resident, "phase_peaks": phase_peaks}
+            "resident_peak": resident, "reserved_peak": reserved, "phase_peaks": phase_peaks}
 
 
 

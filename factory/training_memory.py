@@ -8,6 +8,7 @@ the factory can cost a candidate without allocating it. Its parts, each in its o
 * :mod:`zoo.factory.storage_tracker` -- the storage tracker and the CPU workspace rules;
 * :mod:`zoo.factory.step_trace` -- a step traced on fake tensors, or profiled at small scale;
 * :mod:`zoo.factory.glibc_heap` -- the glibc heap model;
+* :mod:`zoo.factory.cuda_cache` -- the CUDA caching allocator model;
 * :mod:`zoo.factory.replay` -- the replay of a trace and the framework overhead tables;
 * :mod:`zoo.factory.memprobe` -- the independent measurement in a fresh process.
 
@@ -37,11 +38,16 @@ Training memory, term by term (bytes; P = number of parameters, s = bytes per el
     optimizer    adam/adamw 2 P s, sgd with momentum P s, sgd 0  (+ Adam's step counters)
     activations  what the forward (and the loss) leaves alive for backward, traced
     transient    the traced peak above weights + optimizer state + activations
-    allocator    glibc's heap beyond the live tensors at its peak (CPU)
+    allocator    CPU: glibc's heap beyond the live tensors at its peak; CUDA: the caching
+                 allocator's reserved peak beyond the live tensors (block rounding, segments)
     framework    libraries' code, JIT kernels and workspaces (per device and kernel kind)
+    context      CUDA only: the CUDA context and library handles, outside the allocator
 
-``total = traced_peak + allocator + framework``. It is *not* the sum of the parts: activations are
-freed during backward while gradients appear, so the two never peak together.
+``total = traced_peak + allocator + framework + context``: on CUDA what the process takes from the
+device (``torch.cuda.max_memory_reserved()`` plus the context), where ``allocated =
+traced_peak + framework`` is what ``torch.cuda.max_memory_allocated()`` reports. It is *not* the
+sum of the parts: activations are freed during backward while gradients appear, so the two never
+peak together.
 """
 from __future__ import annotations
 
@@ -64,7 +70,7 @@ from .train_step import LOSSES, OPTIMIZERS, torch_dtype
 class MemoryEstimate:
     """Training memory of a steady-state step, in bytes, with its parts (see the module doc).
 
-    ``total = traced_peak + allocator + framework``. ``phase_peaks`` are the live bytes' peaks in
+    ``total = traced_peak + allocator + framework + context``. ``phase_peaks`` are the live bytes' peaks in
     the forward, backward and optimizer step of the steady-state step; ``trace`` says how the
     allocations were obtained (``"fake"``, ``"profiled-extrapolated"``, or ``"lower-bound"`` for
     :func:`memory_lower_bound`: counted, not traced, and ``total`` is a floor).
@@ -84,14 +90,22 @@ class MemoryEstimate:
     device: str
     trace: str = "fake"
     phase_peaks: dict = field(default_factory=dict)
+    context: int = 0
 
     @property
     def total_gb(self) -> float:
         return self.total / 1e9
 
+    @property
+    def allocated(self) -> int:
+        """The live tensors' peak with the framework's workspaces: on CUDA what
+        ``torch.cuda.max_memory_allocated`` reports."""
+        return self.traced_peak + self.framework
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["total_gb"] = self.total_gb
+        d["allocated"] = self.allocated
         return d
 
 
@@ -109,6 +123,12 @@ PROFILE_MAX_BYTES = 1024 ** 3
 """A profiled family is traced by real steps at batch 2 and 4 (or a quarter of the graph): when
 their floor (:func:`memory_lower_bound` at that scale) exceeds this, they are not run -- the
 estimate is the floor, and nothing that large is ever allocated by the estimator."""
+
+CUDA_CONTEXT_BYTES = 512 * 1024 ** 2
+"""The CUDA context and library handles a process holds on the device outside the caching
+allocator (NOT measured here: ``python -m zoo.benchmarks.gpu_check`` measures it on a GPU as the
+device's used memory less the allocator's reserved bytes; ~300-500 MiB on recent GPUs)."""
+CONTEXT = {"cpu": 0, "cuda": CUDA_CONTEXT_BYTES}
 
 _MEMORY_CACHE: dict[str, MemoryEstimate] = {}
 
@@ -133,9 +153,10 @@ def memory_lower_bound(config: dict, *, batch_size: int, optimizer: str = "adam"
     peak = weights + state + max(inputs, grads)
     return MemoryEstimate(
         weights=weights, gradients=grads, optimizer_state=state, activations=inputs, transient=0,
-        allocator=0, framework=framework, total=peak + framework, traced_peak=peak,
-        batch_size=batch_size, optimizer=optimizer, dtype=str(dt).replace("torch.", ""),
-        device=device, trace="lower-bound")
+        allocator=0, framework=framework, total=peak + framework + CONTEXT[device],
+        traced_peak=peak, batch_size=batch_size, optimizer=optimizer,
+        dtype=str(dt).replace("torch.", ""), device=device, trace="lower-bound",
+        context=CONTEXT[device])
 
 
 def _memory_key(config, batch_size, optimizer, dt, device, loss, input_kwargs) -> str:
@@ -211,10 +232,10 @@ def estimate_training_memory(config: dict, *, batch_size: int, optimizer: str = 
     est = MemoryEstimate(
         weights=r["weights"], gradients=grads, optimizer_state=r["optimizer_state"],
         activations=r["activations"], transient=transient, allocator=allocator,
-        framework=framework, total=r["traced_peak"] + allocator + framework,
+        framework=framework, total=r["traced_peak"] + allocator + framework + CONTEXT[device],
         traced_peak=r["traced_peak"], batch_size=batch_size, optimizer=optimizer,
         dtype=str(dt).replace("torch.", ""), device=device, trace=how,
-        phase_peaks=r["phase_peaks"])
+        phase_peaks=r["phase_peaks"], context=CONTEXT[device])
     _MEMORY_CACHE[key] = est
     trace_cache.store(disk_key, asdict(est))
     return est
@@ -230,7 +251,21 @@ def _traced_step(config: dict, family: str, device: str, *, fixed_mmap_threshold
         trace, how = extrapolated_trace(config, **kw), "profiled-extrapolated"
     else:
         trace, how = fake_trace(config, workspaces=(device == "cpu"), **kw), "fake"
-    return replay(trace, heap=(device == "cpu"), fixed_mmap_threshold=fixed_mmap_threshold), trace, how
+    cuda_static = static_sizes(config, kw["dtype"]) if device == "cuda" else None
+    return replay(trace, heap=(device == "cpu"), fixed_mmap_threshold=fixed_mmap_threshold,
+                  cuda_static=cuda_static), trace, how
+
+
+def static_sizes(config: dict, dtype) -> list[int]:
+    """Bytes of each parameter and buffer of ``config`` (built on meta), in the model's order:
+    the tensors the CUDA caching allocator holds before a step."""
+    model = zoo.from_config(config, device="meta", dtype=torch_dtype(dtype))
+    seen, sizes = set(), []
+    for t in list(model.parameters()) + list(model.buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            sizes.append(t.numel() * t.element_size())
+    return sizes
 
 
 _FIXED_ALLOCATOR_CACHE: dict[str, int] = {}
@@ -258,8 +293,9 @@ def cpu_allocator_fixed_threshold(config: dict, *, batch_size: int, threshold: i
 
 
 def _allocator(r: dict, device: str) -> int:
-    """glibc's heap beyond the live tensors at its peak (CPU; 0 on CUDA)."""
-    return max(0, r["resident_peak"] - r["traced_peak"]) if device == "cpu" else 0
+    """The allocator's bytes beyond the live tensors at its peak: glibc's heap on CPU, the caching
+    allocator's reserved segments on CUDA."""
+    return max(0, r["resident_peak" if device == "cpu" else "reserved_peak"] - r["traced_peak"])
 
 
 def cpu_tensor_bytes(config: dict, *, batch_size: int) -> int:
@@ -279,7 +315,7 @@ def _from_fields(fields: dict | None) -> MemoryEstimate | None:
         return None
     ints = [fields[n] for n in ("weights", "gradients", "optimizer_state", "activations",
                                 "transient", "allocator", "framework", "total", "traced_peak",
-                                "batch_size")]
+                                "batch_size", "context")]
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ints) \
             or not isinstance(fields["phase_peaks"], dict):
         return None

@@ -135,7 +135,7 @@ def fix_cpu_mmap_threshold(threshold: int = CPU_MMAP_THRESHOLD) -> bool:
     the mmap threshold to that buffer's size (up to 32 MiB), so every later unit-sized buffer comes
     from a heap -- several from the Gloo threads' own arenas -- and stays resident when freed.
     Measured on Gloo (an MLP of three 3-4 MiB units, global batch 256): its ranks held 78-113 MiB,
-    differing by rank and run, against 33-48 MiB with the threshold fixed at 1 MiB, where buffers
+    differing by rank and run, against 33-49 MiB with the threshold fixed at 1 MiB, where buffers
     over 1 MiB go back to the kernel when freed (``zoo-bench distributed``). ``mallopt`` is glibc's
     documented control (``MALLOC_MMAP_THRESHOLD_`` sets the same at start); setting either
     threshold turns the dynamic adjustment off. The estimate models this heap
@@ -145,8 +145,9 @@ def fix_cpu_mmap_threshold(threshold: int = CPU_MMAP_THRESHOLD) -> bool:
     import ctypes.util
 
     threshold = validation.positive_int("threshold", threshold)
-    if 2 * threshold >= 2 ** 31:
-        raise ValueError(f"threshold={threshold} is not accepted: expected fewer than 2**30 bytes")
+    if threshold > 32 * 1024 ** 2:  # glibc refuses more (HEAP_MAX_SIZE / 2 on 64-bit)
+        raise ValueError(f"threshold={threshold} is not accepted: expected at most 32 MiB "
+                         f"({32 * 1024 ** 2} bytes), glibc's largest mmap threshold")
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.gnu_get_libc_version  # glibc only: musl and macOS have no such symbol

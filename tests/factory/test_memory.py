@@ -105,7 +105,7 @@ def test_cuda_estimate_within_15_percent_of_max_memory_allocated():
     for name, kw, bs, ik in CASES[::3]:
         cfg = zoo.create(name, device="meta", **kw).config
         measured = measure_training_memory(cfg, batch_size=bs, input_kwargs=ik, device="cuda").peak
-        est = estimate_training_memory(cfg, batch_size=bs, input_kwargs=ik, device="cuda").total
+        est = estimate_training_memory(cfg, batch_size=bs, input_kwargs=ik, device="cuda").allocated
         rows.append(f"{name} batch {bs}: estimate {est / MiB:.1f} MiB, measured "
                     f"{measured / MiB:.1f} MiB ({100 * (est / measured - 1):+.1f} %)")
         if abs(est / measured - 1) > CUDA_TOLERANCE:
