@@ -158,10 +158,9 @@ class ModelSpec:
         vram = f"vram_gb={b['vram_gb']:g}" if b.get("vram_gb") is not None else "no memory budget"
         lines.append(f"  training    {m['total'] / 1e9:>11.4f} GB   at batch {b['batch_size']} with "
                      f"{b['optimizer']} ({b['dtype']}, {b['device']}); {vram}")
-        lines.append("              = " + ", ".join(
-            f"{k} {m[k] / 1e9:.4f}" for k in ("weights", "gradients", "optimizer_state",
-                                               "activations", "transient", "allocator",
-                                               "framework")) +
+        parts = ["weights", "gradients", "optimizer_state", "activations", "transient",
+                 "allocator", "framework"] + (["context"] if m.get("context") else [])
+        lines.append("              = " + ", ".join(f"{k} {m[k] / 1e9:.4f}" for k in parts) +
                      " GB (activations and gradients do not peak together)")
         if self.latency:
             lat = self.latency
