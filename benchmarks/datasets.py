@@ -200,15 +200,21 @@ def _mlxtend(fn: str, *, classification: bool, scale: float = 1.0, shape=None, c
     return load
 
 
-def _ucr(archive_name: str, *, classification: bool = True):
-    """A UCR/UEA archive bundled in sktime's wheel, with the archive's own train/test split."""
+def _ucr(archive_name: str, *, classification: bool = True, pad: bool = False):
+    """A UCR/UEA archive bundled in sktime's wheel, with the archive's own train/test split.
+
+    ``pad``: an archive of unequal lengths, each series zero-padded at its end to the longest
+    length of train and test (as sktime's PaddingTransformer does)."""
     def load() -> ArraySplit:
         from sktime.datasets import load_UCR_UEA_dataset
 
-        parts = {}
-        for split in ("train", "test"):
-            X, y = load_UCR_UEA_dataset(archive_name, split=split, return_type="numpy3D")
-            parts[split] = (np.ascontiguousarray(X.transpose(0, 2, 1), dtype=np.float32), y)  # (N, T, C)
+        raw = {split: load_UCR_UEA_dataset(archive_name, split=split,
+                                           return_type="nested_univ" if pad else "numpy3D")
+               for split in ("train", "test")}
+        length = max(len(cell) for X, _ in raw.values() for cell in X.iloc[:, 0]) if pad else None
+        parts = {split: (_padded(X, length) if pad else
+                         np.ascontiguousarray(X.transpose(0, 2, 1), dtype=np.float32), np.asarray(y))
+                 for split, (X, y) in raw.items()}   # X: (N, T, C)
         (Xtr, ytr), (Xte, yte) = parts["train"], parts["test"]
         if not classification:
             return ArraySplit(Xtr, ytr.astype(np.float32), Xte, yte.astype(np.float32), None)
@@ -217,27 +223,14 @@ def _ucr(archive_name: str, *, classification: bool = True):
     return load
 
 
-def _ucr_padded(archive_name: str):
-    """A multivariate UEA archive of unequal lengths (sktime's wheel), each series zero-padded at
-    its end to the longest length of train and test (as sktime's PaddingTransformer does)."""
-    def load() -> ArraySplit:
-        from sktime.datasets import load_UCR_UEA_dataset
-
-        parts = {s: load_UCR_UEA_dataset(archive_name, split=s, return_type="nested_univ")
-                 for s in ("train", "test")}
-        length = max(len(cell) for X, _ in parts.values() for cell in X.iloc[:, 0])
-        arrays = {}
-        for split, (X, y) in parts.items():
-            out = np.zeros((len(X), length, X.shape[1]), dtype=np.float32)  # (N, T, C)
-            for i in range(len(X)):
-                for c in range(X.shape[1]):
-                    cell = np.asarray(X.iloc[i, c], dtype=np.float32)
-                    out[i, :len(cell), c] = cell
-            arrays[split] = (out, np.asarray(y))
-        (Xtr, ytr), (Xte, yte) = arrays["train"], arrays["test"]
-        ids, classes = _labels(np.concatenate([ytr, yte]))
-        return ArraySplit(Xtr, ids[:len(ytr)], Xte, ids[len(ytr):], classes)
-    return load
+def _padded(frame, length: int) -> np.ndarray:
+    """(N, length, C) float32 from sktime's nested frame (a series per cell), zeros after each end."""
+    out = np.zeros((len(frame), length, frame.shape[1]), dtype=np.float32)
+    for i in range(len(frame)):
+        for c in range(frame.shape[1]):
+            cell = np.asarray(frame.iloc[i, c], dtype=np.float32)
+            out[i, :len(cell), c] = cell
+    return out
 
 
 def _statsmodels(module: str, target, columns: tuple[str, ...], *, classification: bool):
@@ -368,7 +361,7 @@ def _entries() -> dict[str, DatasetInfo]:
         E("japanese_vowels", "sktime", "sktime.datasets.load_UCR_UEA_dataset('JapaneseVowels')",
           "classification", "sequence", (29, 12), 9, 270, 370, _ARCHIVE, False,
           "UEA: 12 LPC cepstra per frame of a spoken vowel, 9 speakers; 7-29 frames, zero-padded "
-          "at the end to 29", _ucr_padded("JapaneseVowels")),
+          "at the end to 29", _ucr("JapaneseVowels", pad=True)),
         E("covid3month", "sktime", "sktime.datasets.load_UCR_UEA_dataset('Covid3Month')",
           "regression", "sequence", (84, 1), 1, 140, 61, _ARCHIVE, True,
           "Monash TSER: 84 days of a country's daily Covid-19 cases -> its death rate at day 84",

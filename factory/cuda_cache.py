@@ -39,7 +39,6 @@ class CudaCachingAllocator:
         self.free_blocks: dict[str, dict[tuple[int, int], int]] = {"small": {}, "large": {}}
         self.blocks: dict[int, tuple[str, int, int, int]] = {}   # key -> (pool, segment, start, size)
         self.segment_free: dict[int, dict[int, int]] = {}        # segment -> start -> size (free)
-        self.segment_pool: dict[int, str] = {}
         self.reserved = 0
         self.allocated = 0
         self.peak_reserved = 0
@@ -70,8 +69,7 @@ class CudaCachingAllocator:
             bsize, seg, start = min(fits)
             self._take(pool, seg, start)
         else:
-            bsize, seg, start = self.segment_size(size), len(self.segment_pool), 0
-            self.segment_pool[seg] = pool
+            bsize, seg, start = self.segment_size(size), len(self.segment_free), 0
             self.segment_free[seg] = {}
             self.reserved += bsize
             self.peak_reserved = max(self.peak_reserved, self.reserved)

@@ -35,12 +35,11 @@ prefetched), the all-gather and reduce-scatter buffers, activations and temporar
 * ``allocator`` (CPU): glibc's heap. :func:`zoo.shard` fixes glibc's mmap threshold at 1 MiB on
   CPU (:func:`zoo.distributed.fix_cpu_mmap_threshold`): without that, glibc's dynamic threshold
   kept FSDP's per-step full-size buffers on heaps, several in the Gloo threads' arenas, by
-  amounts that differed by model, rank and run (an MLP's ranks: 78-113 MiB; 33-49 MiB fixed).
+  amounts that differed by model, rank and run (``zoo-bench distributed --glibc-dynamic``).
   With it, the slack is the single-device step replayed through
   :class:`~zoo.factory.glibc_heap.GlibcHeap` at those fixed thresholds
   (:func:`zoo.factory.training_memory.cpu_allocator_fixed_threshold`), plus
-  :data:`FSDP_CPU_UNIT_FACTOR` times the bytes of the wrap units (what the ranks hold beyond the
-  tracker's peak, fitted, not derived: FSDP2's transient unit-sized copies are one likely part).
+  :data:`FSDP_CPU_UNIT_FACTOR` times the bytes of the wrap units (fitted; 0 on the evidence so far).
 
 On CUDA the parts are the single-device CUDA estimate's: the traced tensors and workspaces (what
 ``torch.cuda.max_memory_allocated`` counts), ``allocator``, the caching allocator's reserved
@@ -63,17 +62,20 @@ import torch
 
 import zoo
 from zoo import validation
+from zoo.distributed import CPU_MMAP_THRESHOLD
 from zoo.factory.train_step import OPTIMIZERS
 from zoo.factory.training_memory import CUDA_CONTEXT_BYTES  # noqa: F401  (re-exported: gpu_check)
+from zoo.factory.training_memory import cpu_allocator_fixed_threshold, estimate_training_memory
 
 MiB = 1024 ** 2
 STRATEGIES = ("ddp", "fsdp")
-FSDP_CPU_UNIT_FACTOR = 0.2
+FSDP_CPU_UNIT_FACTOR = 0.0
 """FSDP2 on CPU, beyond the tracker's peak, :data:`GLOO_CPU_OVERHEAD` and the fixed-threshold
-heap: this many times the bytes of the wrap units. Fitted on the VM of 2026-11-29 to three
-repeats of ``zoo-bench distributed``'s eight FSDP cases (an MLP with 9.1 MiB of units, ResNet-18
-x0.25 with 2.7, a Transformer with 1.6 and a GCN with 0.1, on 2 and 4 ranks): 0.2 minimises the
-largest error of the worst rank over the 24 runs (11.7 %; 0: 15.7 %, 0.5: 13.6 %, 0.8: 15.5 %)."""
+heap: this many times the bytes of the wrap units. ``zoo-bench distributed --repeats 3`` prints the
+FSDP2 runs' largest worst-rank error for other values; on the VM of 2026-11-29
+(distributed_vm2.json): 0: 17.6 %, 0.1: 18.3 %, 0.2: 18.9 %, 0.5: 20.9 %, 1: 24.2 % (the largest
+is the ResNet-18 x0.25 on 2 ranks, over-estimated, which any such term makes worse). So no such
+term: the fixed-threshold heap replay alone; the constant stays for another machine's evidence."""
 GLOO_CPU_OVERHEAD = 5 * MiB
 """Data parallelism on Gloo (DDP and FSDP) beyond the single-device step and DDP's buckets: the
 reducer's autograd hooks and bucket views (DDP), Gloo's pair buffers and threads. Measured +6 to
@@ -132,11 +134,6 @@ class DistributedMemoryEstimate:
         return d
 
 
-def _single(config, **kw):
-    from zoo.factory.training_memory import estimate_training_memory
-    return estimate_training_memory(config, **kw)
-
-
 def estimate_per_device_memory(config: dict, *, batch_size: int, devices: int, strategy: str = "ddp",
                                optimizer: str = "adam", dtype: str = "float32",
                                device: str = "cpu", loss: str = "cross_entropy",
@@ -154,8 +151,8 @@ def estimate_per_device_memory(config: dict, *, batch_size: int, devices: int, s
     strategy = validation.choice("strategy", strategy, STRATEGIES)
     device = validation.choice("device", device, ("cpu", "cuda"))
     local = math.ceil(batch_size / devices)
-    single = _single(config, batch_size=local, optimizer=optimizer, dtype=dtype, device=device,
-                     loss=loss, input_kwargs=input_kwargs)
+    single = estimate_training_memory(config, batch_size=local, optimizer=optimizer, dtype=dtype,
+                                      device=device, loss=loss, input_kwargs=input_kwargs)
     context = single.context   # the CUDA context (0 on CPU), inside single.total
     gloo = GLOO_CPU_OVERHEAD if devices > 1 and device == "cpu" else 0
     common = dict(strategy=strategy, devices=devices, batch_size=batch_size, local_batch=local,
@@ -201,7 +198,7 @@ def estimate_per_device_memory(config: dict, *, batch_size: int, devices: int, s
 
 def fsdp_unit_bytes(config: dict, dtype: str = "float32") -> list[int]:
     """Unsharded parameter bytes of each FSDP unit (the family's units, then the root's rest)."""
-    from zoo.shard import wrap_units
+    from zoo.sharding import wrap_units
     model = zoo.from_config(config, device="meta")
     size = torch.tensor([], dtype=validation.dtype("dtype", dtype)).element_size()
     units = wrap_units(model)
@@ -217,9 +214,6 @@ def fsdp_cpu_allocator(config: dict, *, local_batch: int, optimizer: str = "adam
     """CPU only: glibc's heap under FSDP2 with the threshold :func:`zoo.shard` fixes -- the
     single-device step's slack at those thresholds plus :data:`FSDP_CPU_UNIT_FACTOR` times the
     wrap units' bytes (see the module doc)."""
-    from zoo.distributed import CPU_MMAP_THRESHOLD
-    from zoo.factory.training_memory import cpu_allocator_fixed_threshold
-
     slack = cpu_allocator_fixed_threshold(config, batch_size=local_batch, threshold=CPU_MMAP_THRESHOLD,
                                           optimizer=optimizer, dtype=dtype, loss=loss,
                                           input_kwargs=input_kwargs)
@@ -267,7 +261,7 @@ def _trace_worlds(*, config, local_batch, worlds, optimizer, dtype, loss, input_
 
     from zoo.factory.counts import materialise
     from zoo.factory.train_step import make_inputs, make_loss, make_optimizer
-    from zoo.shard import shard
+    from zoo.sharding import shard
 
     dt = validation.dtype("dtype", dtype)
     out = {}

@@ -113,7 +113,9 @@ def memory(req: dict) -> dict:
     torch.manual_seed(0)
     model = zoo.from_config(req["config"]).train()
     if req["strategy"] == "fsdp":
-        model = zd.wrap(model, "fsdp")
+        # glibc_dynamic: leave glibc's mmap threshold dynamic (zoo-bench distributed
+        # --glibc-dynamic: what FSDP2 holds without zoo.shard's fix)
+        model = zd.wrap(model, "fsdp", fix_mmap_threshold=not req.get("glibc_dynamic", False))
     gc.collect()
     # The optimizer before the reset, as memprobe (its first construction imports torch._dynamo).
     opt = make_optimizer(req.get("optimizer", "adam"), list(model.parameters()))

@@ -27,7 +27,7 @@ import zoo
 
 from .user_cache import keyed_path, read_keyed, write_keyed
 
-ESTIMATOR_VERSION = 3
+ESTIMATOR_VERSION = 4
 """Raised whenever a change to the estimator (rules, heap model, constants) changes its results."""
 
 

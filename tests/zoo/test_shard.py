@@ -7,7 +7,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 import zoo
-from zoo.shard import WRAP_UNITS, shard, wrap_units
+from zoo.sharding import WRAP_UNITS, shard, wrap_units
 
 SMALL = {
     "resnet18": dict(width_mult=0.25, num_classes=3),
@@ -144,3 +144,18 @@ def test_fix_cpu_mmap_threshold_takes_effect_on_glibc_and_refuses_bad_values():
     for bad in (0, -1, 1.5, 2 ** 30):
         with pytest.raises(ValueError, match="threshold="):
             fix_cpu_mmap_threshold(bad)
+
+
+def test_shard_refuses_a_non_boolean_fix_mmap_threshold():
+    with pytest.raises(ValueError, match="fix_mmap_threshold='yes' is not accepted"):
+        shard(zoo.create("mlp", hidden=8, depth=1), fix_mmap_threshold="yes")
+
+
+def test_zoo_shard_stays_the_function_after_its_module_is_imported():
+    # the module is zoo.sharding: importing it (as zoo.distributed.wrap does) must not rebind
+    # zoo.shard to a module, as a module named zoo.shard would
+    import importlib
+
+    importlib.import_module("zoo.sharding")
+    from zoo import distributed  # noqa: F401
+    assert callable(zoo.shard) and zoo.shard is shard

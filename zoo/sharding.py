@@ -107,7 +107,8 @@ def _has_params(module: nn.Module) -> bool:
     return any(True for _ in module.parameters())
 
 
-def shard(model: nn.Module, mesh=None, *, reshard_after_forward: bool = True) -> nn.Module:
+def shard(model: nn.Module, mesh=None, *, reshard_after_forward: bool = True,
+          fix_mmap_threshold: bool = True) -> nn.Module:
     """Apply FSDP2 ``fully_shard`` to ``model``'s wrap units bottom-up, then to the root; in place.
 
     ``mesh``: a 1-D :class:`torch.distributed.device_mesh.DeviceMesh` (None: FSDP2's default, one
@@ -121,9 +122,10 @@ def shard(model: nn.Module, mesh=None, *, reshard_after_forward: bool = True) ->
     prefetched). Returns the same module (its class becomes ``FSDP<Class>``; ``config`` and
     ``example_inputs`` still work). A process group must be initialised first.
 
-    On CPU it first fixes glibc's mmap threshold at 1 MiB
-    (:func:`zoo.distributed.fix_cpu_mmap_threshold`), so FSDP's per-step full-size buffers go back
-    to the kernel when freed instead of staying on the heap.
+    On CPU, with ``fix_mmap_threshold`` (the default), it first fixes glibc's mmap threshold at
+    1 MiB (:func:`zoo.distributed.fix_cpu_mmap_threshold`), so FSDP's per-step full-size buffers go
+    back to the kernel when freed instead of staying on the heap; the factory's per-device memory
+    estimate assumes it. False leaves the process's allocator as it is (e.g. under jemalloc).
     """
     import torch.distributed as dist
     from torch.distributed.fsdp import fully_shard
@@ -131,11 +133,12 @@ def shard(model: nn.Module, mesh=None, *, reshard_after_forward: bool = True) ->
     if not isinstance(model, nn.Module):
         raise ValueError(f"model={type(model).__name__} is not accepted: expected a torch.nn.Module")
     reshard_after_forward = validation.boolean("reshard_after_forward", reshard_after_forward)
+    fix_mmap_threshold = validation.boolean("fix_mmap_threshold", fix_mmap_threshold)
     if not dist.is_available() or not dist.is_initialized():
         raise RuntimeError("zoo.shard needs an initialised process group: call "
                            "zoo.distributed.setup() (under torchrun) or "
                            "torch.distributed.init_process_group first")
-    if any(p.device.type == "cpu" for p in model.parameters()):
+    if fix_mmap_threshold and any(p.device.type == "cpu" for p in model.parameters()):
         from .distributed import fix_cpu_mmap_threshold
         fix_cpu_mmap_threshold()
     kwargs = {} if mesh is None else {"mesh": mesh}
