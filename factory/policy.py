@@ -184,7 +184,7 @@ _STEM_WHY = (FIT.get("small_stem") or {}).get("rows", "He et al. 2016's CIFAR st
 IMAGE_NARROW_MIN_SAMPLES, _NARROW_WHY = min_samples("resnet18-narrow", 10_000)
 IMAGE_CONV_MIN_SAMPLES, _CONV_WHY = min_samples("resnet18-small", 10_000)
 IMAGE_MBV2_MIN_SAMPLES, _MBV2_WHY = min_samples("mobilenetv2-small", 10_000)
-# sequences: the temporal CNN and the LSTM join from these sizes; a flat MLP always.
+# sequences: the temporal CNN and the LSTM join from these sizes; a flat MLP before the CNN joins.
 SEQ_TCN_MIN_SAMPLES, _TCN_WHY = min_samples("tcn", 1_000)
 SEQ_LSTM_MIN_SAMPLES, _LSTM_WHY = min_samples("lstm-narrow", 1_000)
 SEQ_EVIDENCE_N = int(((FIT.get("capacity") or {}).get("sequence") or {}).get("n_max") or 0)
@@ -263,8 +263,9 @@ RULES: tuple[Rule, ...] = (
          "over the flattened series (GunPoint: 95% where an LSTM stayed at chance, issue 8)",
          {"max_samples": SEQ_TCN_MIN_SAMPLES - 1}),
     Rule("sequence-mlp-long", "sequence", ("mlp-flat",),
-         f"series longer than {TCN_MAX_LEN:,} steps: an MLP over the flattened series (the "
-         f"temporal CNN gets too few epochs there in learn.json's budget; fitted: {_TCN_LEN_WHY})",
+         f"series longer than {TCN_MAX_LEN:,} steps: an MLP over the flattened series (beyond "
+         f"the longest series on which learn.json found the temporal CNN within 2 points of the "
+         f"best: no evidence for it there; fitted: {_TCN_LEN_WHY})",
          {"min_seq_len": TCN_MAX_LEN + 1}),
     Rule("sequence-lstm-narrow", "sequence", ("lstm-narrow",),
          f"short sequences (< {LONG_SEQUENCE} steps) with {SEQ_LSTM_MIN_SAMPLES:,}-"

@@ -34,9 +34,9 @@ def test_tiny_run_writes_json_plot_and_tables(tmp_path, capsys):
     iris = res["datasets"]["iris"]
     assert iris["source"] == "scikit-learn: sklearn.datasets.load_iris" and iris["sizes"] == [105]
     runs = res["runs"]
-    # iris's test split has 45 samples (< SMALL_TEST): it trains SMALL_TEST_SEEDS seeds, not 2
+    # iris's test split has 45 samples and 105 is its largest n: it trains 20 seeds, not 2
     assert sorted((r["candidate"], r["seed"]) for r in runs) == [
-        (c, s) for c in ("linear-x1", "mlp-x0.125") for s in range(S.SMALL_TEST_SEEDS)]
+        (c, s) for c in ("linear-x1", "mlp-x0.125") for s in range(20)]
     for r in runs:
         assert "error" not in r, r
         assert r["n"] == 105 and r["metric"] == "accuracy" and 0.0 <= r["test_score"] <= 1.0
@@ -50,14 +50,20 @@ def test_tiny_run_writes_json_plot_and_tables(tmp_path, capsys):
     assert "linear-x1" in capsys.readouterr().out
 
 
-def test_small_test_splits_train_more_seeds():
+def test_small_test_splits_and_the_judged_size_train_more_seeds():
     from zoo.benchmarks import datasets as D
 
     small, large = D.DATASETS["iris"], D.DATASETS["digits"]  # 45 and 539 test samples
     assert small.n_test < S.SMALL_TEST <= large.n_test
-    assert S.seeds_for(small, [0, 1]) == list(range(S.SMALL_TEST_SEEDS))
-    assert S.seeds_for(small, list(range(7))) == list(range(7))  # never fewer than asked for
-    assert S.seeds_for(large, [0, 1]) == [0, 1]
+    few, full = D.train_sizes(small)[0], D.train_sizes(small)[-1]
+    assert S.seeds_for(small, [0, 1], few) == list(range(S.SMALL_TEST_SEEDS))
+    assert S.seeds_for(small, list(range(7)), few) == list(range(7))  # never fewer than asked for
+    assert S.seeds_for(large, [0, 1], D.train_sizes(large)[0]) == [0, 1]
+    # the largest n, which the check judges: ceil(1000 / m) seeds within 5..20
+    assert S.seeds_for(small, [0, 1], full) == list(range(20))  # ceil(1000 / 45) = 23 -> 20
+    assert S.seeds_for(large, [0, 1], D.train_sizes(large)[-1]) == list(range(5))  # ceil(1000 / 539) = 2 -> 5
+    bc = D.DATASETS["breast_cancer"]  # 171 test samples: ceil(1000 / 171) = 6
+    assert S.seeds_for(bc, [0, 1], D.train_sizes(bc)[-1]) == list(range(6))
 
 
 def test_graph_run_scores_test_nodes(tmp_path):

@@ -49,3 +49,14 @@ def test_a_pick_more_than_two_points_below_the_best_fails(tmp_path, capsys):
     row = json.loads((tmp_path / "learn_check.json").read_text())["results"]["rows"][0]
     assert not row["within_best"] and row["not_below_linear"]
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_means_use_the_seeds_every_candidate_has(tmp_path):
+    path = _json(tmp_path, linear=0.98, mlp=0.99)
+    payload = json.loads(path.read_text())
+    # a third seed of the MLP alone (an unfinished run) scoring 0 must not drag its mean down
+    payload["results"]["runs"].append(dict(payload["results"]["runs"][1], seed=2, test_score=0.0))
+    path.write_text(json.dumps(payload))
+    assert learn_check.check(path) == 0
+    row = json.loads((tmp_path / "learn_check.json").read_text())["results"]["rows"][0]
+    assert row["seeds"] == [0, 1] and row["best"] == "mlp-x0.5" and row["best_score"] == 99.0

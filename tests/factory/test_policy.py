@@ -123,15 +123,22 @@ def test_fitted_constants_cite_their_rows():
 
 
 def test_family_sets_only_grow_with_data_and_looser_latency():
-    """Half of build's monotonicity: more data or a looser budget never removes a family."""
+    """Half of build's monotonicity: more data or a looser budget never removes a family -- except
+    the flat MLP, which the temporal CNN replaces once it joins on series of <= TCN_MAX_LEN steps
+    (the evidence's choice; a different family, as issue 10 allows, and the linear baseline stays)."""
     for kind, extra in (("tabular", {}), ("image", {"img_size": 224}), ("sequence", {"seq_len": 500}),
-                        ("graph", {})):
+                        ("sequence", {"seq_len": policy.TCN_MAX_LEN + 1}), ("graph", {})):
         prev: set = set()
         for n in (10, 999, 1_000, 9_999, 10_000, 499_999, 500_000, 10**7):
             for lat in (5.0, None):
                 now = set(families(kind, n, latency_ms=lat, **extra))
-                assert prev <= now, (kind, n, prev - now)
+                replaced = ({"mlp-flat"} if "tcn" in now and extra.get("seq_len", 0) <= policy.TCN_MAX_LEN
+                            else set())
+                assert prev - replaced <= now, (kind, n, prev - now)
+                assert "linear-flat" in now or kind != "sequence"
             prev = set(families(kind, n, latency_ms=5.0, **extra))
+    assert "mlp-flat" in families("sequence", 10**5, seq_len=policy.TCN_MAX_LEN + 1)
+    assert "mlp-flat" not in families("sequence", 10**5, seq_len=policy.TCN_MAX_LEN)
 
 
 @pytest.mark.parametrize("key", sorted(policy.CANDIDATES))
