@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     del args._module
     try:
         return int(module.run(args) or 0)
-    except ValueError as exc:  # bad input: a clear message, no traceback
+    except (ValueError, ModuleNotFoundError) as exc:  # bad input, a missing extra: a message
         print(f"zoo-bench {args.suite}: error: {exc}", file=sys.stderr)
         return 2
 

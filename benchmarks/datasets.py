@@ -419,7 +419,13 @@ def get_info(name: str) -> DatasetInfo:
 
 @functools.lru_cache(maxsize=None)
 def _load_cached(name: str):
-    return DATASETS[name].loader()
+    info = DATASETS[name]
+    try:
+        return info.loader()
+    except ModuleNotFoundError as exc:  # the learn extra (or one package of it) not installed
+        raise ModuleNotFoundError(
+            f"data set {name!r} is read from {info.package}'s bundled files, and {exc.name!r} is "
+            f"not installed: pip install 'zoo[learn]' (or {info.package})", name=exc.name) from exc
 
 
 def load(name: str) -> ArraySplit | GraphSplit:

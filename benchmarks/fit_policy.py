@@ -201,15 +201,13 @@ def fit_capacity(gs: dict, kind: str, thresholds: dict, stem: int, max_width: di
         detail.append(f"{name} n={n}: pick {p['label']} ({p['params']:,} params, {p['score']:.1f}) "
                       f"vs best {top['label']} ({top['params']:,}, {top['score']:.1f})")
     return {"params_at_n_max": round(c), "exponent": b, "n_max": n_max,
-            "within": f"{hits}/{len(mine)}", "regret_points": round(-neg_regret, 2),
+            "hits": hits, "within": f"{hits}/{len(mine)}", "regret_points": round(-neg_regret, 2),
             "rows": "; ".join(detail)}
 
 
 def _objective(capacity: dict) -> tuple[int, float]:
     """What :func:`fit_capacity` maximises: groups whose replayed pick is within 2, -regret."""
-    if capacity.get("within") is None:
-        return (0, 0.0)
-    return (int(capacity["within"].split("/")[0]), -capacity["regret_points"])
+    return (capacity.get("hits", 0), -capacity.get("regret_points", 0.0))
 
 
 def refine_thresholds(gs: dict, kind: str, thresholds: dict, side: int, max_width: dict) -> dict:

@@ -95,15 +95,16 @@ def check_dataset(name: str, runs: list[dict], budget: dict) -> dict:
     more seeds does not count its extra ones)."""
     info = D.DATASETS[name]
     n = max(r["n"] for r in runs)
-    group = [r for r in runs if r["n"] == n]
-    per_candidate: dict[str, set] = {}
-    for r in group:
-        per_candidate.setdefault(r["candidate"], set()).add(r["seed"])
-    seeds = sorted(set.intersection(*per_candidate.values()))
-    group = [r for r in group if r["seed"] in seeds]
     by: dict[str, list[dict]] = {}
-    for r in group:
-        by.setdefault(r["candidate"], []).append(r)
+    for r in runs:
+        if r["n"] == n:
+            by.setdefault(r["candidate"], []).append(r)
+    seeds = sorted(set.intersection(*({r["seed"] for r in rs} for rs in by.values())))
+    if not seeds:
+        raise ValueError(f"learn JSON is not accepted: at n={n} of {name} no seed has a run of "
+                         f"every candidate ({', '.join(sorted(by))}); run the missing ones "
+                         f"(zoo-bench learn --resume)")
+    by = {c: [r for r in rs if r["seed"] in seeds] for c, rs in by.items()}
     mean = {c: 100 * statistics.fmean(r["test_score"] for r in rs) for c, rs in by.items()}
     best = max(mean, key=mean.get)
     linear = max((s for c, s in mean.items() if c.startswith("linear")), default=None)
@@ -144,18 +145,20 @@ def check(json_path: Path, *, info: dict | None = None, args: dict | None = None
     res = payload["results"]
     runs = [r for r in res["runs"] if "error" not in r and r["dataset"] in D.DATASETS]
     budget = {"epochs": res["budgets"].get("epochs"), "time_budget_s": res["budgets"]["time_budget_s"]}
-    seeds = res.get("seeds") or [0, 1]
     # picks trained here get the torch threads the JSON's runs had (a time budget buys epochs by them)
     threads = (args or {}).get("threads") or (payload.get("runtime") or {}).get("bench_threads")
-    if threads:
-        import torch
+    import torch
 
-        torch.set_num_threads(int(threads))
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads or before))
     rows = []
-    for name in dict.fromkeys(r["dataset"] for r in runs):
-        rows.append(check_dataset(name, [r for r in runs if r["dataset"] == name], budget))
-        print(f"  checked {name}: {rows[-1]['pick']} {rows[-1]['pick_score']:.1f} vs best "
-              f"{rows[-1]['best_score']:.1f}", flush=True)
+    try:
+        for name in dict.fromkeys(r["dataset"] for r in runs):
+            rows.append(check_dataset(name, [r for r in runs if r["dataset"] == name], budget))
+            print(f"  checked {name}: {rows[-1]['pick']} {rows[-1]['pick_score']:.1f} vs best "
+                  f"{rows[-1]['best_score']:.1f}", flush=True)
+    finally:
+        torch.set_num_threads(before)
     share = sum(r["within_best"] for r in rows) / max(1, len(rows))
     ok = bool(rows) and share >= SHARE and all(r["not_below_linear"] for r in rows)
     for title, part in (("fitted data sets", [r for r in rows if not r["held_out"]]),
@@ -172,8 +175,7 @@ def check(json_path: Path, *, info: dict | None = None, args: dict | None = None
           f"{'PASS' if ok else 'FAIL'}")
     out = Path(json_path).with_name(Path(json_path).stem + "_check.json")
     write_json(out, "learn-check", info or payload.get("runtime", {}), args or {},
-               {"source": Path(json_path).name, "budget": budget, "seeds": seeds, "threads": threads,
-                "within": WITHIN,
+               {"source": Path(json_path).name, "budget": budget, "threads": threads, "within": WITHIN,
                 "share_needed": SHARE, "share": share, "passed": ok, "rows": rows})
     print(f"wrote {out}")
     return 0 if ok else 1

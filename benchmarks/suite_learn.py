@@ -58,7 +58,7 @@ def seeds_for(info: D.DatasetInfo, seeds: list[int], n: int | None = None) -> li
     largest n (the judged size), k = ceil(:data:`JUDGED_PREDICTIONS` / test samples) within
     :data:`JUDGED_SEEDS`. Never fewer than asked for."""
     k = SMALL_TEST_SEEDS if info.n_test < SMALL_TEST else 0
-    if n is not None and n == D.train_sizes(info)[-1]:
+    if n == info.n_train:  # the largest of train_sizes
         lo, hi = JUDGED_SEEDS
         k = max(k, min(hi, max(lo, math.ceil(JUDGED_PREDICTIONS / info.n_test))))
     return sorted(set(seeds) | set(range(k)))

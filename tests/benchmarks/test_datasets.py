@@ -116,3 +116,24 @@ def test_bad_names_are_refused():
     with pytest.raises(ValueError, match="kind='text' is not accepted"):
         D.list_datasets(kind="text")
     assert D.parse_names("wine, iris") == ["wine", "iris"] and D.parse_names(None) == NAMES
+
+
+def test_a_missing_package_names_the_set_and_the_extra(monkeypatch, capsys, tmp_path):
+    import dataclasses
+
+    from zoo.benchmarks.cli import main
+
+    def loader():
+        import zoo_no_such_package  # noqa: F401
+
+    monkeypatch.setitem(D.DATASETS, "iris", dataclasses.replace(D.DATASETS["iris"], loader=loader))
+    D._load_cached.cache_clear()
+    try:
+        with pytest.raises(ModuleNotFoundError, match=r"data set 'iris' is read from scikit-learn's "
+                                                      r"bundled files, and 'zoo_no_such_package' is "
+                                                      r"not installed: pip install 'zoo\[learn\]'"):
+            D.load("iris")
+        assert main(["learn", "--datasets", "iris", "--epochs", "1", "--json", str(tmp_path / "x.json")]) == 2
+        assert "zoo_no_such_package' is not installed" in capsys.readouterr().err
+    finally:
+        D._load_cached.cache_clear()

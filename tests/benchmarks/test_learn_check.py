@@ -60,3 +60,21 @@ def test_means_use_the_seeds_every_candidate_has(tmp_path):
     assert learn_check.check(path) == 0
     row = json.loads((tmp_path / "learn_check.json").read_text())["results"]["rows"][0]
     assert row["seeds"] == [0, 1] and row["best"] == "mlp-x0.5" and row["best_score"] == 99.0
+
+
+def test_a_json_with_no_common_seed_is_refused_and_threads_are_restored(tmp_path):
+    import pytest
+    import torch
+
+    path = _json(tmp_path, linear=0.98, mlp=0.99)
+    payload = json.loads(path.read_text())
+    payload["runtime"] = {"bench_threads": 1}
+    for r in payload["results"]["runs"]:
+        if r["candidate"] == "mlp-x0.5":
+            r["seed"] += 10   # the MLP's seeds 10, 11; the linear model's 0, 1
+    path.write_text(json.dumps(payload))
+    before = torch.get_num_threads()
+    with pytest.raises(ValueError, match=r"at n=35 of iris no seed has a run of every candidate "
+                                         r"\(linear-x1, mlp-x0.5\)"):
+        learn_check.check(path)
+    assert torch.get_num_threads() == before and not (tmp_path / "learn_check.json").exists()
