@@ -425,7 +425,8 @@ def _load_cached(name: str):
     except ModuleNotFoundError as exc:  # the learn extra (or one package of it) not installed
         raise ModuleNotFoundError(
             f"data set {name!r} is read from {info.package}'s bundled files, and {exc.name!r} is "
-            f"not installed: pip install 'zoo[learn]' (or {info.package})", name=exc.name) from exc
+            f"not installed: install the learn extra (pip install -e '.[learn]') or {info.package}",
+            name=exc.name) from exc
 
 
 def load(name: str) -> ArraySplit | GraphSplit:

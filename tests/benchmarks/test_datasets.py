@@ -131,7 +131,8 @@ def test_a_missing_package_names_the_set_and_the_extra(monkeypatch, capsys, tmp_
     try:
         with pytest.raises(ModuleNotFoundError, match=r"data set 'iris' is read from scikit-learn's "
                                                       r"bundled files, and 'zoo_no_such_package' is "
-                                                      r"not installed: pip install 'zoo\[learn\]'"):
+                                                      r"not installed: install the learn extra \(pip install -e '\.\[learn\]'\) "
+                                                      r"or scikit-learn"):
             D.load("iris")
         assert main(["learn", "--datasets", "iris", "--epochs", "1", "--json", str(tmp_path / "x.json")]) == 2
         assert "zoo_no_such_package' is not installed" in capsys.readouterr().err
