@@ -27,8 +27,12 @@ What is fitted, per input kind:
 * ``small_stem`` -- the largest image side up to which ``stem="small"`` never scored below the
   ImageNet stem (paired rows: same model and width); above it the narrow ImageNet-stem ResNet
   (``resnet18-narrow``) is the conv candidate up to 64 px.
-* ``epochs_needed`` -- the 75th percentile of ``best_epoch + 1`` over the runs within 2 of their
-  group's best (the epochs a model that learns needed), the training-budget filter's figure.
+* ``epochs_needed`` -- the 10th percentile of ``epochs_run`` over the runs that the time budget
+  stopped and that still scored within 2 of their group's best: 90 % of the models cut short by
+  the budget that learned had at least that many epochs, so a model the training budget gives
+  fewer is outside the evidence (the training-budget filter's figure). Only runs the budget
+  stopped: a run ended by early stopping trained past its best epoch, and one that ran its epoch
+  count says nothing about fewer. A kind with no such run takes all its runs within 2.
 """
 from __future__ import annotations
 
@@ -52,6 +56,7 @@ SMALL_IMAGE = 64  # zoo.factory.policy.SMALL_IMAGE
 FAMILY_KEYS = {"tabular": ("mlp",),
                "image": ("resnet18-small", "mobilenetv2-small", "resnet18-narrow"),
                "sequence": ("tcn", "lstm-narrow"), "graph": ()}
+EPOCHS_QUANTILE = 0.1  # epochs_needed: 90 % of the budget-stopped runs that learned had at least
 SMALL_STEM_KEYS = ("resnet18-small", "mobilenetv2-small")
 ALWAYS = {"tabular": ("linear",), "image": ("linear-flat", "mlp-flat"),
           "sequence": ("linear-flat", "mlp-flat"), "graph": ("gcn-2",)}
@@ -100,7 +105,8 @@ def groups(runs: list[dict]) -> dict[tuple, dict[str, dict]]:
                           "score": 100 * statistics.fmean(r["test_score"] for r in rs),
                           "params": rs[0]["params"], "seeds": len(rs),
                           "width": rs[0].get("width_mult", 1.0),
-                          "best_epoch": [r.get("best_epoch") for r in rs],
+                          "epochs_run": [r.get("epochs_run") for r in rs],
+                          "stopped": [r.get("stopped") for r in rs],
                           "seconds_per_epoch": statistics.fmean(r.get("seconds_per_epoch") or 0
                                                                 for r in rs)}
                   for label, rs in cands.items()}
@@ -295,12 +301,15 @@ def fit_stem(gs: dict) -> dict:
 def fit_epochs(gs: dict) -> dict:
     out = {}
     for kind in ("tabular", "image", "sequence", "graph"):
-        eps = [e + 1 for g, cands in gs.items() if D.DATASETS[g[0]].kind == kind
-               for c in cands.values() if c["score"] >= _best(cands) - WITHIN
-               for e in c["best_epoch"] if e is not None]
+        learned = [(e, stop) for g, cands in gs.items() if D.DATASETS[g[0]].kind == kind
+                   for c in cands.values() if c["score"] >= _best(cands) - WITHIN
+                   for e, stop in zip(c["epochs_run"], c["stopped"]) if e is not None]
+        cut = sorted(e for e, stop in learned if stop == "time_budget")
+        eps = cut or sorted(e for e, _ in learned)
         if eps:
-            eps.sort()
-            out[kind] = {"value": eps[min(len(eps) - 1, int(0.75 * len(eps)))], "runs": len(eps)}
+            out[kind] = {"value": eps[int(EPOCHS_QUANTILE * len(eps))], "runs": len(eps),
+                         "quantile": EPOCHS_QUANTILE,
+                         "stopped": "time_budget" if cut else "any"}
     return out
 
 

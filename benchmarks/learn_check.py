@@ -2,8 +2,9 @@
 
 For every data set in the learn JSON (``--json``, default ``benchmarks/results/learn.json``), at
 its largest n there: the factory's pick is ``zoo.build(task, n, vram_gb=None, latency_ms=None,
-input_shape=..., num_classes=...)`` (graphs: ``n_edges`` of the graph), i.e. no memory or latency
-budget. Trained with the JSON's own budget (epochs / seconds), torch threads, seeds and splits
+input_shape=..., num_classes=..., train_budget_s=<the JSON's seconds per run>)`` (graphs:
+``n_edges`` of the graph), i.e. no memory or latency budget, and the training budget every
+candidate had, estimated at the JSON's torch threads. Trained with the JSON's own budget (epochs / seconds), torch threads, seeds and splits
 (:mod:`zoo.benchmarks.suite_learn`), its mean test score (points: 100 x accuracy or 100 x R^2) is
 compared with the best candidate's and the linear baseline's in the JSON. A pick whose architecture
 is one of the JSON's rows (same registry model, view, stem and parameter count) reuses that row's
@@ -35,13 +36,14 @@ TASKS = {("tabular", "classification"): "tabular-classification",
          ("graph", "classification"): "node-classification"}
 
 
-def factory_pick(info: D.DatasetInfo, data, n: int):
-    """The model ``zoo.build`` chooses for ``n`` samples of ``info`` with no budgets (meta-free:
-    a real model)."""
+def factory_pick(info: D.DatasetInfo, data, n: int, train_budget_s: float | None = None):
+    """The model ``zoo.build`` chooses for ``n`` samples of ``info``: no memory or latency budget,
+    and the training budget the candidates had (``train_budget_s``: the factory keeps only models
+    that get the epochs they need in it on this machine, at the torch threads set now)."""
     import zoo
 
     kw = {"input_shape": tuple(info.input_shape), "num_classes": info.num_classes
-          if info.task == "classification" else None}
+          if info.task == "classification" else None, "train_budget_s": train_budget_s}
     if info.kind == "graph":
         kw["input_shape"] = (len(data.y), data.x.shape[1])
         kw["n_edges"] = int(data.edge_index.shape[1])
@@ -109,7 +111,7 @@ def check_dataset(name: str, runs: list[dict], budget: dict) -> dict:
     best = max(mean, key=mean.get)
     linear = max((s for c, s in mean.items() if c.startswith("linear")), default=None)
     data = D.load(name)
-    spec = factory_pick(info, data, n).spec
+    spec = factory_pick(info, data, n, budget["time_budget_s"]).spec
     reused = [c for c, rs in by.items() if _matches(rs[0], spec)]
     if reused:
         pick_score, source, trained = mean[reused[0]], f"row {reused[0]}", []

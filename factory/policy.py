@@ -152,7 +152,9 @@ class Rule:
     Conditions (all optional): ``min_samples`` / ``max_samples``; ``min_seq_len`` /
     ``max_seq_len``; ``min_img_size`` / ``max_img_size`` (the shorter side); ``no_latency_budget``
     (only when ``latency_ms`` is None); ``evidence`` (True: only images <= SMALL_IMAGE px and <=
-    IMAGE_EVIDENCE_N samples, learn.json's range; False: only outside it: the seed's rules).
+    IMAGE_EVIDENCE_N samples, learn.json's range; False: only outside it: the seed's rules);
+    ``fallback_for`` (a candidate key: these join, but the search tries them only when that one
+    cannot train the epochs it needs in ``train_budget_s``, :func:`fallbacks`).
     """
     name: str
     input_kind: str
@@ -267,6 +269,13 @@ RULES: tuple[Rule, ...] = (
          f"the longest series on which learn.json found the temporal CNN within 2 points of the "
          f"best: no evidence for it there; fitted: {_TCN_LEN_WHY})",
          {"min_seq_len": TCN_MAX_LEN + 1}),
+    Rule("sequence-mlp-fallback", "sequence", ("mlp-flat",),
+         f"series of up to {TCN_MAX_LEN:,} steps, where the temporal CNN replaced the flat MLP, "
+         f"when the CNN cannot train the epochs it needs within train_budget_s: the flat MLP "
+         f"stands in for it (the CNN's evidence is of runs that got their epochs, "
+         f"epochs_needed; one cut short is outside it, and the flat MLP is the model learn.json "
+         f"found within 2 points before the CNN joined)",
+         {"min_samples": SEQ_TCN_MIN_SAMPLES, "max_seq_len": TCN_MAX_LEN, "fallback_for": "tcn"}),
     Rule("sequence-lstm-narrow", "sequence", ("lstm-narrow",),
          f"short sequences (< {LONG_SEQUENCE} steps) with {SEQ_LSTM_MIN_SAMPLES:,}-"
          f"{SEQ_EVIDENCE_N:,} samples: an LSTM at the measured widths (the seed: LSTMs for short "
@@ -313,6 +322,15 @@ def rule_matches(rule: Rule, *, n_samples: int, seq_len: int | None, img_size: i
                                              and n_samples <= IMAGE_EVIDENCE_N):
         return False
     return True
+
+
+def fallbacks(fired: list[Rule], keys: list[str]) -> dict[str, str]:
+    """Candidate -> the candidate it stands in for, for those of ``keys`` that only a fallback rule
+    (``when["fallback_for"]``) of ``fired`` added: the search tries such a candidate only when the
+    one it stands in for cannot train in ``train_budget_s``."""
+    plain = {k for r in fired if "fallback_for" not in r.when for k in r.candidates}
+    return {k: r.when["fallback_for"] for r in fired if "fallback_for" in r.when
+            for k in r.candidates if k in keys and k not in plain}
 
 
 def allowed_candidates(input_kind: str, *, n_samples: int, seq_len: int | None = None,

@@ -62,8 +62,10 @@ def fitted_cap(kind: str) -> dict:
 
 
 def epochs_needed(input_kind: str) -> int:
-    """Epochs a model that learns needed in learn.json (75th percentile of best epoch + 1 over the
-    runs within 2 points of their group's best); the training-budget filter asks for this many."""
+    """Epochs a model needs, from learn.json: the 10th percentile of the epochs trained by the runs
+    that the time budget cut short and that still scored within 2 points of their group's best
+    (90 % of them had at least this many; :mod:`zoo.benchmarks.fit_policy`); the training-budget
+    filter asks for this many."""
     e = (FIT.get("epochs_needed") or {}).get(input_kind) or {}
     return int(e.get("value") or DEFAULT_EPOCHS_NEEDED)
 

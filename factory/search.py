@@ -96,7 +96,8 @@ class CandidateOutcome:
     status: str            # chosen | feasible | rejected | skipped
     reason: str
     cheapest: Point | None = None
-    failed: str | None = None   # which budget stopped it: data_cap | vram_gb | latency_ms
+    failed: str | None = None   # which budget stopped it: data_cap | train_budget_s | vram_gb |
+                                # latency_ms
     bound_by: str | None = None  # what kept the best point from a larger one (the same names, or
                                  # "path end": the family's largest point fits every budget)
     doubtful: bool = False       # rejected by a prediction that may be off (see POOLED_DOUBT)
@@ -274,12 +275,13 @@ class CandidateSearch:
             prob, p.config, self.flops(p), path=[q.config for q in path]))
         if top < 0:
             if not cap_floor:
-                why = (f"parameters > the data cap {data_cap:,}" if cheapest.params > data_cap
+                over_cap = cheapest.params > data_cap
+                why = (f"parameters > the data cap {data_cap:,}" if over_cap
                        else f"parameters, too slow to train {prob.epochs_needed} epochs in "
                             f"train_budget_s={prob.train_budget_s:g}")
                 return CandidateOutcome(cand.key, None, "rejected",
                                      f"{cand.key}: smallest candidate has {cheapest.params:,} {why}",
-                                     cheapest, "data_cap")
+                                     cheapest, "data_cap" if over_cap else "train_budget_s")
             top = 0  # no candidate fits the cap: the smallest model of each is allowed
         bound = "data_cap" if top < len(path) - 1 else "path end"
         if path[top].params <= best_params:  # memory and latency can only make it smaller
@@ -426,7 +428,16 @@ def search(problem: Problem, candidates: list[str], *, progress: Callable[[str],
         # If no candidate has a point under the cap, each one's smallest point is allowed.
         cap_floor = all(s.path[0].params > data_cap for s in searches.values())
         best: CandidateOutcome | None = None
+        # a fallback the policy added is tried only when what it stands in for cannot train in time
+        stands_in = policy.fallbacks(problem.rules, candidates) if problem.families is None else {}
         for key in candidates:
+            primary = stands_in.get(key)
+            if primary is not None and not any(o.candidate == primary and o.failed == "train_budget_s"
+                                               for o in outcomes):
+                outcomes.append(CandidateOutcome(
+                    key, None, "skipped", f"{key}: stands in for {primary} only where "
+                    f"{primary} cannot train the epochs it needs in train_budget_s; not needed"))
+                continue
             outcome = searches[key].run(best.best.params if best else -1, data_cap, cap_floor)
             outcomes.append(outcome)
             if outcome.status == "feasible" and (best is None or

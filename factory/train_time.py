@@ -2,33 +2,58 @@
 
 An epoch of ``n`` samples at batch ``B`` is ``S = ceil(n / B)`` steps (``zoo.fit``'s default batch:
 the power of two nearest n / 50 within [16, 256]; graphs: one full-graph step). One step of a model
-of forward FLOPs ``f`` (per sample, batch 1) costs about ``3 f B`` FLOPs (forward + backward, the
-backward twice the forward), so
+of forward FLOPs ``f`` (per sample, batch 1) costs ``F = 3 f B`` FLOPs (forward + backward, the
+backward twice the forward). Its time is read off two real, timed steps of the candidate's own
+path on *this* problem (its input shape, batch and device), measured once per process:
 
-    seconds per epoch ~= S * (3 f B / R_family + t0)
+    t(F) = t_s + (F - F_s) / R,     R = (F_b - F_s) / (t_b - t_s)
 
-where ``R_family`` (FLOP/s) and ``t0`` (the optimizer/launch overhead per step) are *measured once
-per process* per registry family and device: a few timed real training steps (AdamW, the task's
-loss, after one warm-up step) at batch B of two points of the candidate's path, the smallest
-(its step time is ``t0``) and the largest under :data:`REFERENCE_STEP_FLOPS` a step (``R`` = the
-FLOPs difference over the time difference). Conv nets, LSTMs and MLPs run at very different FLOP rates; measuring per family keeps
-that out of one global constant. The estimate is rough (±50 %): the machine may be busy.
+where ``s`` is the path's smallest point and ``b`` its largest under :data:`REFERENCE_STEP_FLOPS`
+a step (each: the median of :data:`STEPS_TIMED` AdamW steps of the task's loss after
+:data:`WARMUP_STEPS` warm-up steps, which build the allocator's and oneDNN's caches). Where the
+path has one point under the reference, or none, a step is taken as FLOP-bound:
+``t(F) = t_s F / F_s``. Then
+
+    seconds per epoch ~= S t(3 f B)
+
+It counts all ``n`` samples as training steps and leaves out the validation pass (forward only):
+``zoo.fit`` on a split of ``n`` trains on fewer, so the estimate errs long, by ~10-25 %. The
+machine may be busy: it is a measurement, not a promise.
 """
 from __future__ import annotations
 
 import math
+import statistics
 import time
+from dataclasses import dataclass
 
 import torch
 
 import zoo
 
 from . import count_cache
-from .counts import count_flops
 from .train_step import make_inputs, make_loss
 
+WARMUP_STEPS = 2
 STEPS_TIMED = 3
-_RATES: dict[tuple, tuple[float, float]] = {}   # (family, device, dtype) -> (FLOP/s, overhead s)
+REFERENCE_STEP_FLOPS = 1e10  # the timed larger point: the largest of the path under this a step
+
+
+@dataclass(frozen=True)
+class StepTime:
+    """Seconds of one training step of ``F`` FLOPs, from two timed points of one path (module
+    docstring): ``t_s`` at ``F_s`` and the increment rate ``R`` (None: FLOP-bound from ``t_s``)."""
+    flops_small: float
+    seconds_small: float
+    rate: float | None = None
+
+    def seconds(self, step_flops: float) -> float:
+        if self.rate is None:
+            return self.seconds_small * step_flops / max(self.flops_small, 1.0)
+        return max(0.0, self.seconds_small + (step_flops - self.flops_small) / self.rate)
+
+
+_STEPS: dict[tuple, StepTime] = {}   # (family, device, batch, input kwargs, loss) -> StepTime
 
 
 def default_batch(n_samples: int, graph: bool) -> int:
@@ -40,76 +65,69 @@ def default_batch(n_samples: int, graph: bool) -> int:
     return default_batch_size(n_samples)
 
 
-def measure_rate(small: dict, big: dict, *, batch_size: int, device: str = "cpu",
-                 input_kwargs: dict | None = None, loss: str = "cross_entropy") -> tuple[float, float]:
-    """(FLOP/s, overhead s per step) of real training steps, cached per registry family and device
-    for the process: ``t0`` = the step time of ``small`` (a tiny model: overhead), ``R`` = the
-    FLOPs of a step of ``big`` over its step time less ``t0``."""
-    family = zoo.get_entry(small["name"]).family
-    key = (family, device)
-    if key not in _RATES:
-        def timed(config: dict) -> tuple[float, int]:
-            model = zoo.from_config(config, device=device).train()
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-            inputs = make_inputs(model, batch_size, input_kwargs)
-
-            def step():
-                opt.zero_grad(set_to_none=True)
-                make_loss(model(*inputs), loss).backward()
-                opt.step()
-
-            step()  # warm-up
-            t0 = time.perf_counter()
-            for _ in range(STEPS_TIMED):
-                step()
-            flops = 3 * count_flops(config, batch_size=batch_size, input_kwargs=input_kwargs)
-            return (time.perf_counter() - t0) / STEPS_TIMED, flops
-
-        t_small, f_small = timed(small)
-        t_big, f_big = timed(big) if big != small else (t_small, f_small)
-        if big == small:  # one architecture: its measured step time is the whole estimate
-            rate, overhead = 1e18, t_small
-        elif f_big > f_small and t_big > t_small:
-            rate, overhead = (f_big - f_small) / (t_big - t_small), t_small
-        else:
-            rate, overhead = f_big / t_big, 0.0
-        _RATES[key] = (max(rate, 1e6), overhead)
-    return _RATES[key]
+def time_step(config: dict, *, batch_size: int, device: str = "cpu",
+              input_kwargs: dict | None = None, loss: str = "cross_entropy") -> float:
+    """Median seconds of one real training step of ``config`` (AdamW, ``loss`` on random targets)
+    at ``batch_size``, after :data:`WARMUP_STEPS` warm-up steps."""
+    model = zoo.from_config(config, device=device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    inputs = make_inputs(model, batch_size, input_kwargs)
+    times = []
+    for i in range(WARMUP_STEPS + STEPS_TIMED):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        make_loss(model(*inputs), loss).backward()
+        opt.step()
+        if i >= WARMUP_STEPS:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
-REFERENCE_STEP_FLOPS = 2e9  # the timed reference point: the largest of the path under this per step
+def step_time(problem, path: list[dict]) -> StepTime:
+    """The :class:`StepTime` of ``path`` (a candidate's configs, smallest first) on ``problem``'s
+    data and device, timed once per process."""
+    graph = problem.task.kind.graph
+    batch = default_batch(problem.n_samples, graph)
+    kwargs = problem.input_kwargs or {}
+    key = (zoo.get_entry(path[0]["name"]).family, problem.device, batch,
+           tuple(sorted(kwargs.items())), problem.loss, repr(path[0]))
+    if key not in _STEPS:
+        def step_flops(config: dict) -> float:
+            return 3.0 * batch * count_cache.flops(config, problem.input_kwargs)
+
+        def timed(config: dict) -> float:
+            return time_step(config, batch_size=batch, device=problem.device,
+                             input_kwargs=problem.input_kwargs, loss=problem.loss)
+
+        small = path[0]
+        f_s, t_s = step_flops(small), timed(small)
+        big = None
+        for c in path[1:]:
+            if step_flops(c) > REFERENCE_STEP_FLOPS:
+                break
+            big = c
+        rate = None
+        if big is not None and step_flops(big) > f_s:
+            t_b = timed(big)
+            if t_b > t_s:
+                rate = (step_flops(big) - f_s) / (t_b - t_s)
+        _STEPS[key] = StepTime(f_s, t_s, rate)
+    return _STEPS[key]
 
 
-def seconds_per_epoch(flops_per_sample: int, n_samples: int, rate: tuple[float, float], *,
+def seconds_per_epoch(flops_per_sample: int, n_samples: int, step: StepTime, *,
                       graph: bool = False) -> float:
-    """``S (3 f B / R + t0)`` (module docstring); graphs: ``f`` is the whole graph's forward."""
+    """``S t(3 f B)`` (module docstring); graphs: ``f`` is the whole graph's forward, one step."""
     batch = default_batch(n_samples, graph)
     steps = 1 if graph else math.ceil(n_samples / batch)
-    flops_step = 3 * flops_per_sample * (1 if graph else batch)
-    return steps * (flops_step / rate[0] + rate[1])
+    return steps * step.seconds(3.0 * flops_per_sample * batch)
 
 
 def estimate(problem, config: dict, flops: int, *, path: list[dict]) -> float:
     """Seconds per epoch of ``config`` (forward ``flops`` at batch 1) for ``problem``'s data on its
-    device; the family's rate is measured once on ``path`` (the candidate's configs, smallest
-    first): its first point and its largest point of at most :data:`REFERENCE_STEP_FLOPS` a step."""
-    graph = problem.task.kind.graph
-    batch = default_batch(problem.n_samples, graph)
-    family = zoo.get_entry(config["name"]).family
-    if (family, problem.device) not in _RATES:
-        big = path[0]
-        for c in path[1:]:
-            if 3 * batch * _flops(c, problem.input_kwargs) > REFERENCE_STEP_FLOPS:
-                break
-            big = c
-        measure_rate(path[0], big, batch_size=batch, device=problem.device,
-                     input_kwargs=problem.input_kwargs, loss=problem.loss)
-    return seconds_per_epoch(flops, problem.n_samples, _RATES[(family, problem.device)],
-                             graph=graph)
-
-
-def _flops(config: dict, input_kwargs) -> int:
-    return count_cache.flops(config, input_kwargs)
+    device, from the timed steps of ``path`` (the candidate's configs, smallest first)."""
+    return seconds_per_epoch(flops, problem.n_samples, step_time(problem, path),
+                             graph=problem.task.kind.graph)
 
 
 def fits(problem, config: dict, flops: int, *, path: list[dict]) -> bool:

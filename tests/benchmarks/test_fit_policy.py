@@ -12,10 +12,10 @@ from zoo.factory import policy
 
 
 def _run(dataset, n, cand, model, params, score, seed=0, width=1.0, view="native", stem=None,
-         best_epoch=5):
+         epochs_run=5, stopped="early_stopping"):
     return {"dataset": dataset, "n": n, "candidate": cand, "model": model, "params": params,
             "test_score": score, "seed": seed, "width_mult": width, "view": view, "stem": stem,
-            "best_epoch": best_epoch, "seconds_per_epoch": 0.01}
+            "epochs_run": epochs_run, "stopped": stopped, "seconds_per_epoch": 0.01}
 
 
 def _write(tmp_path: Path, runs: list[dict]) -> Path:
@@ -54,6 +54,22 @@ def test_a_family_never_within_two_points_gets_no_threshold(tmp_path):
     assert fit["min_samples"]["lstm-narrow"] is None  # the policy then keeps the seed's value
     assert "italy_power_demand n=67 below" in fit["min_samples_rows"]["lstm-narrow"]
     assert fit["min_samples"]["tcn"] == 67
+
+
+def test_epochs_needed_is_what_nine_in_ten_budget_stopped_runs_that_learned_had(tmp_path):
+    """The TCN's runs, cut short by the time budget, scored within 2 points after 4, 30, 30, ...
+    epochs: 90 % had >= 30. The LSTM's runs (2 epochs, far below) and early-stopped runs (past
+    their best epoch) do not count."""
+    runs = [_run("gunpoint", 50, "tcn-x0.5", "tcn", 127_000, 0.99, seed=s, width=0.5,
+                 epochs_run=4 if s == 0 else 30, stopped="time_budget") for s in range(10)]
+    runs += [_run("gunpoint", 50, "lstm-x0.5", "lstm", 50_000, 0.5, seed=s, width=0.5,
+                  epochs_run=2, stopped="time_budget") for s in range(10)]
+    runs += [_run("gunpoint", 50, "mlp-x1", "mlp", 40_000, 0.99, seed=s, view="flat",
+                  epochs_run=90, stopped="early_stopping") for s in range(10)]
+    runs += [_run("gunpoint", 50, "linear-x1", "linear", 302, 0.7, view="flat", epochs_run=2)]
+    fit = F.fit([_write(tmp_path, runs)])
+    assert fit["epochs_needed"]["sequence"] == {"value": 30, "runs": 10, "quantile": 0.1,
+                                                "stopped": "time_budget"}
 
 
 def test_the_committed_fit_is_what_its_sources_regenerate():

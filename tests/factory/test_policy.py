@@ -134,11 +134,18 @@ def test_family_sets_only_grow_with_data_and_looser_latency():
                 now = set(families(kind, n, latency_ms=lat, **extra))
                 replaced = ({"mlp-flat"} if "tcn" in now and extra.get("seq_len", 0) <= policy.TCN_MAX_LEN
                             else set())
+                now -= set(policy.fallbacks(policy.allowed_candidates(
+                    kind, n_samples=n, latency_ms=lat, **extra)[1], list(now)))
                 assert prev - replaced <= now, (kind, n, prev - now)
                 assert "linear-flat" in now or kind != "sequence"
             prev = set(families(kind, n, latency_ms=5.0, **extra))
     assert "mlp-flat" in families("sequence", 10**5, seq_len=policy.TCN_MAX_LEN + 1)
-    assert "mlp-flat" not in families("sequence", 10**5, seq_len=policy.TCN_MAX_LEN)
+    # where the CNN replaced it, the flat MLP stays only as its stand-in under a training budget
+    keys, fired = policy.allowed_candidates("sequence", n_samples=10**5, seq_len=policy.TCN_MAX_LEN)
+    assert policy.fallbacks(fired, keys) == {"mlp-flat": "tcn"}
+    keys, fired = policy.allowed_candidates("sequence", n_samples=10**5,
+                                            seq_len=policy.TCN_MAX_LEN + 1)
+    assert policy.fallbacks(fired, keys) == {}  # a plain candidate there
 
 
 @pytest.mark.parametrize("key", sorted(policy.CANDIDATES))

@@ -6,18 +6,37 @@ import math
 import pytest
 
 import zoo
-from zoo.factory import policy, train_time
+from zoo.factory import count_cache, policy, search, train_time
+from zoo.factory.problem import Problem
 
 
-def test_seconds_per_epoch_is_steps_times_flops_over_rate_plus_overhead():
-    rate = (1e9, 0.002)
-    n, f = 1000, 10_000
+def test_seconds_per_epoch_is_steps_times_the_step_time_read_off_two_timed_points():
+    # t(F) = t_s + (F - F_s) / R: 10 ms at 1 GFLOP a step, 1 TFLOP/s beyond it
+    step = train_time.StepTime(flops_small=1e9, seconds_small=0.010, rate=1e12)
+    assert step.seconds(1e9) == pytest.approx(0.010)
+    assert step.seconds(3e9) == pytest.approx(0.012)
+    n, f = 1000, 100_000
     batch = train_time.default_batch(n, graph=False)
-    steps = math.ceil(n / batch)
-    want = steps * (3 * f * batch / rate[0] + rate[1])
-    assert train_time.seconds_per_epoch(f, n, rate) == pytest.approx(want)
+    want = math.ceil(n / batch) * step.seconds(3 * f * batch)
+    assert train_time.seconds_per_epoch(f, n, step) == pytest.approx(want)
     # a graph is one full-graph step an epoch
-    assert train_time.seconds_per_epoch(f, 500, rate, graph=True) == pytest.approx(3 * f / 1e9 + 0.002)
+    assert train_time.seconds_per_epoch(f, 500, step, graph=True) == pytest.approx(step.seconds(3 * f))
+    # one timed point: a step is FLOP-bound from it
+    alone = train_time.StepTime(flops_small=1e9, seconds_small=0.010)
+    assert alone.seconds(4e9) == pytest.approx(0.040)
+
+
+def test_the_estimate_counts_the_timed_point_once():
+    """The path's smallest point's estimate is its own timed step times the steps of an epoch (an
+    earlier estimate added its FLOPs on top of the step time it had measured: twice the cost)."""
+    problem = Problem.from_arguments("tabular-classification", 2_000, None, None,
+                                     input_shape=(20,), num_classes=3, train_budget_s=60)
+    path = [p.config for p in search.candidate_path(problem, policy.CANDIDATES["mlp"])]
+    flops = count_cache.flops(path[0], None)
+    step = train_time.step_time(problem, path)
+    batch = train_time.default_batch(2_000, graph=False)
+    assert train_time.estimate(problem, path[0], flops, path=path) == pytest.approx(
+        math.ceil(2_000 / batch) * step.seconds_small)
 
 
 def test_the_chosen_model_gets_the_epochs_it_needs_within_the_budget():
@@ -57,3 +76,20 @@ def test_a_budget_too_small_for_anything_names_train_budget_s_and_one_that_works
 def test_bad_training_budget_arguments_name_themselves(kw, name):
     with pytest.raises(ValueError, match=f"{name}="):
         zoo.build("tabular-classification", 100, None, None, input_shape=(4,), num_classes=3, **kw)
+
+
+def test_the_flat_mlp_stands_in_for_a_temporal_cnn_the_budget_cannot_train():
+    """On 537 series of 1,344 steps the CNN replaced the flat MLP; a 15 s budget buys the CNN a
+    few epochs (seconds each), far fewer than it needs, so the flat MLP stands in. Without a budget
+    the CNN is chosen and the stand-in not searched."""
+    kw = dict(input_shape=(1344, 1), num_classes=11)
+    assert "tcn" in policy.allowed_candidates("sequence", n_samples=537, seq_len=1344)[0]
+    free = zoo.build("sequence-classification", 537, None, None, **kw)
+    assert free.spec.candidate == "tcn"
+    assert any("mlp-flat: stands in for tcn" in r for r in free.spec.reasons)
+    tight = zoo.build("sequence-classification", 537, None, None, train_budget_s=15, **kw)
+    assert tight.spec.candidate == "mlp-flat"
+    assert any("tcn: smallest candidate" in r and "too slow to train" in r for r in tight.spec.reasons)
+    # asked for by name, the flat MLP is a plain candidate
+    named = zoo.build("sequence-classification", 537, None, None, families=["tcn", "mlp-flat"], **kw)
+    assert named.spec.candidate == "mlp-flat"  # the larger model wins, as between any two
