@@ -47,9 +47,11 @@ SMALL_TEST_SEEDS = 5
 # about 100 sqrt(p (1 - p) / (k m)) points, <= 1.6 points (p = 0.5) once k m >= 1,000 predictions.
 # Two seeds did not: on breast_cancer (m = 171) the pick's 2-seed mean sat 2.0 points under the
 # linear baseline (learn_check.json of commit 1704bdf); over the 6 seeds this rule gives, 0.5 points
-# under it and 0.6 under the best. 5 to 20 seeds.
+# under it and 0.6 under the best. 5 to 100 seeds: the sets with the smallest test splits (graphs:
+# 15-18 test nodes; sktime's UnitTest: 22 series) need 46-67 seeds for the bound to hold; an
+# earlier cap of 20 left their means 2.2-3.3 points from resolving it. Small sets train fast.
 JUDGED_PREDICTIONS = 1000
-JUDGED_SEEDS = (5, 20)
+JUDGED_SEEDS = (5, 100)
 
 
 def seeds_for(info: D.DatasetInfo, seeds: list[int], n: int | None = None) -> list[int]:

@@ -34,9 +34,9 @@ def test_tiny_run_writes_json_plot_and_tables(tmp_path, capsys):
     iris = res["datasets"]["iris"]
     assert iris["source"] == "scikit-learn: sklearn.datasets.load_iris" and iris["sizes"] == [105]
     runs = res["runs"]
-    # iris's test split has 45 samples and 105 is its largest n: it trains 20 seeds, not 2
+    # iris's test split has 45 samples and 105 is its largest n: it trains 23 seeds, not 2
     assert sorted((r["candidate"], r["seed"]) for r in runs) == [
-        (c, s) for c in ("linear-x1", "mlp-x0.125") for s in range(20)]
+        (c, s) for c in ("linear-x1", "mlp-x0.125") for s in range(23)]
     for r in runs:
         assert "error" not in r, r
         assert r["n"] == 105 and r["metric"] == "accuracy" and 0.0 <= r["test_score"] <= 1.0
@@ -59,8 +59,10 @@ def test_small_test_splits_and_the_judged_size_train_more_seeds():
     assert S.seeds_for(small, [0, 1], few) == list(range(S.SMALL_TEST_SEEDS))
     assert S.seeds_for(small, list(range(7)), few) == list(range(7))  # never fewer than asked for
     assert S.seeds_for(large, [0, 1], D.train_sizes(large)[0]) == [0, 1]
-    # the largest n, which the check judges: ceil(1000 / m) seeds within 5..20
-    assert S.seeds_for(small, [0, 1], full) == list(range(20))  # ceil(1000 / 45) = 23 -> 20
+    # the largest n, which the check judges: ceil(1000 / m) seeds within 5..100
+    assert S.seeds_for(small, [0, 1], full) == list(range(23))  # ceil(1000 / 45) = 23
+    art = D.DATASETS["art_philo_science"]  # 15 test nodes: ceil(1000 / 15) = 67
+    assert S.seeds_for(art, [0, 1], D.train_sizes(art)[-1]) == list(range(67))
     assert S.seeds_for(large, [0, 1], D.train_sizes(large)[-1]) == list(range(5))  # ceil(1000 / 539) = 2 -> 5
     bc = D.DATASETS["breast_cancer"]  # 171 test samples: ceil(1000 / 171) = 6
     assert S.seeds_for(bc, [0, 1], D.train_sizes(bc)[-1]) == list(range(6))
