@@ -86,8 +86,10 @@ def train_pick(info, data, spec, n: int, seed: int, budget: dict, device: str = 
         train, val, (Xte, yte) = S._arrays(data, info, cand, n, seed)
         hist = zoo.fit(model, train, val, **fit_kw)
         score = S.evaluate(model, Xte, yte, info.task)
+    epochs = hist.epochs
     return {"seed": seed, "test_score": float(score) if np.isfinite(score) else float("nan"),
-            "epochs_run": len(hist.epochs), "best_epoch": hist.best_epoch,
+            "epochs_run": len(epochs), "best_epoch": hist.best_epoch,
+            "seconds_per_epoch": epochs[-1]["seconds"] / len(epochs) if epochs else None,
             "wall_seconds": time.perf_counter() - start}
 
 
@@ -115,10 +117,13 @@ def check_dataset(name: str, runs: list[dict], budget: dict) -> dict:
     reused = [c for c, rs in by.items() if _matches(rs[0], spec)]
     if reused:
         pick_score, source, trained = mean[reused[0]], f"row {reused[0]}", []
+        runs_of_pick = by[reused[0]]
     else:
         trained = [train_pick(info, data, spec, n, s, budget) for s in seeds]
         pick_score = 100 * statistics.fmean(t["test_score"] for t in trained)
         source = f"trained here ({len(trained)} seeds)"
+        runs_of_pick = trained
+    measured = [r["seconds_per_epoch"] for r in runs_of_pick if r.get("seconds_per_epoch")]
     label = f"{spec.candidate} w{spec.width_mult:g} d{spec.depth_mult:g}"
     gap = mean[best] - pick_score
     return {"dataset": name, "held_out": info.held_out, "kind": info.kind, "n": n,
@@ -128,7 +133,17 @@ def check_dataset(name: str, runs: list[dict], budget: dict) -> dict:
             "gap_to_best": round(gap, 2),
             "within_best": bool(gap <= WITHIN and not math.isnan(pick_score)),
             "not_below_linear": bool(linear is None or pick_score >= linear - WITHIN),
-            "candidates": len(by), "seeds": seeds, "trained": trained}
+            "candidates": len(by), "seeds": seeds, "trained": trained,
+            # the factory's estimate of the pick's seconds per epoch (here, now) and the median
+            # measured in its training runs (zoo.fit's epochs on n - 20 % validation samples)
+            "estimated_s_per_epoch": spec.budgets.get("seconds_per_epoch"),
+            "measured_s_per_epoch": statistics.median(measured) if measured else None,
+            "epochs_allowed": spec.budgets.get("epochs_allowed"),
+            "epochs_needed": spec.budgets.get("epochs_needed")}
+
+
+def _seconds(v) -> str:
+    return "-" if v is None else f"{v:.3g}"
 
 
 COLUMNS = (("dataset", "dataset", None), ("n", "n", None), ("seeds", "seeds", lambda v: str(len(v))),
@@ -138,7 +153,9 @@ COLUMNS = (("dataset", "dataset", None), ("n", "n", None), ("seeds", "seeds", la
            ("linear_score", "linear", lambda v: "-" if v is None else f"{v:.1f}"),
            ("gap_to_best", "gap", lambda v: f"{v:+.1f}"),
            ("within_best", "<=2 of best", lambda v: "yes" if v else "NO"),
-           ("not_below_linear", ">=linear-2", lambda v: "yes" if v else "NO"))
+           ("not_below_linear", ">=linear-2", lambda v: "yes" if v else "NO"),
+           ("estimated_s_per_epoch", "s/epoch est", _seconds),
+           ("measured_s_per_epoch", "measured", _seconds))
 
 
 def check(json_path: Path, *, info: dict | None = None, args: dict | None = None) -> int:
@@ -171,6 +188,12 @@ def check(json_path: Path, *, info: dict | None = None, args: dict | None = None
               f"{budget['epochs'] or 'fit default'} epochs or {budget['time_budget_s']:g} s; torch threads "
               f"{threads or 'default'}")
         print_table(part, COLUMNS)
+    ratios = sorted(r["estimated_s_per_epoch"] / r["measured_s_per_epoch"] for r in rows
+                    if r["estimated_s_per_epoch"] and r["measured_s_per_epoch"])
+    if ratios:
+        print(f"\nthe factory's estimate of the pick's seconds per epoch / the measured: median "
+              f"{statistics.median(ratios):.2f} [{ratios[0]:.2f}-{ratios[-1]:.2f}] over {len(ratios)} "
+              f"sets (estimated here now; measured when each run trained)")
     print(f"\npick within {WITHIN:g} points of the best on {share:.0%} of {len(rows)} sets "
           f"(needs >= {SHARE:.0%}); below linear by > {WITHIN:g}: "
           f"{[r['dataset'] for r in rows if not r['not_below_linear']] or 'none'} -> "
