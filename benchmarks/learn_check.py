@@ -4,11 +4,12 @@ For every data set in the learn JSON (``--json``, default ``benchmarks/results/l
 its largest n there: the factory's pick is ``zoo.build(task, n, vram_gb=None, latency_ms=None,
 input_shape=..., num_classes=..., train_budget_s=<the JSON's seconds per run>)`` (graphs:
 ``n_edges`` of the graph), i.e. no memory or latency budget, and the training budget every
-candidate had, estimated at the JSON's torch threads. Trained with the JSON's own budget (epochs / seconds), torch threads, seeds and splits
-(:mod:`zoo.benchmarks.suite_learn`), its mean test score (points: 100 x accuracy or 100 x R^2) is
-compared with the best candidate's and the linear baseline's in the JSON. A pick whose architecture
-is one of the JSON's rows (same registry model, view, stem and parameter count) reuses that row's
-runs; any other pick is trained here.
+candidate had, estimated at the JSON's torch threads. Trained with the JSON's own budget (epochs /
+seconds), torch threads, seeds and splits (:mod:`zoo.benchmarks.suite_learn`), its mean test score
+(points: 100 x accuracy or 100 x R^2) is compared with the best candidate's and the linear
+baseline's in the JSON. A pick whose architecture is one of the JSON's rows (same registry model,
+view, stem and parameter count) reuses that row's runs; any other pick is trained here. Beside
+each score: the factory's estimate of the pick's seconds per epoch and the measured.
 
 Passes when the pick is within 2 points of the best on >= 90 % of the sets and never more than 2
 points below the linear baseline, over all sets; held-out sets (never used to fit the policy) are

@@ -49,7 +49,7 @@ SMALL_TEST_SEEDS = 5
 # linear baseline (learn_check.json of commit 1704bdf); over the 6 seeds this rule gives, 0.5 points
 # under it and 0.6 under the best. 5 to 100 seeds: the sets with the smallest test splits (graphs:
 # 15-18 test nodes; sktime's UnitTest: 22 series) need 46-67 seeds for the bound to hold; an
-# earlier cap of 20 left their means 2.2-3.3 points from resolving it. Small sets train fast.
+# earlier cap of 20 left their standard errors at 2.4-2.9 points. Small sets train fast.
 JUDGED_PREDICTIONS = 1000
 JUDGED_SEEDS = (5, 100)
 
