@@ -87,10 +87,9 @@ def train_pick(info, data, spec, n: int, seed: int, budget: dict, device: str = 
         train, val, (Xte, yte) = S._arrays(data, info, cand, n, seed)
         hist = zoo.fit(model, train, val, **fit_kw)
         score = S.evaluate(model, Xte, yte, info.task)
-    epochs = hist.epochs
     return {"seed": seed, "test_score": float(score) if np.isfinite(score) else float("nan"),
-            "epochs_run": len(epochs), "best_epoch": hist.best_epoch,
-            "seconds_per_epoch": epochs[-1]["seconds"] / len(epochs) if epochs else None,
+            "epochs_run": len(hist.epochs), "best_epoch": hist.best_epoch,
+            "seconds_per_epoch": hist.seconds_per_epoch,
             "wall_seconds": time.perf_counter() - start}
 
 

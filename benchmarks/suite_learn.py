@@ -283,7 +283,7 @@ def run_one(info: D.DatasetInfo, data, cand: Candidate, n: int, seed: int, budge
         best = hist.best or {}
         row.update(test_score=score, metric=hist.metric, val_score=best.get("val_metric"),
                    best_epoch=hist.best_epoch, epochs_run=len(epochs), stopped=hist.stopped,
-                   seconds_per_epoch=(epochs[-1]["seconds"] / len(epochs)) if epochs else None,
+                   seconds_per_epoch=hist.seconds_per_epoch,
                    train_seconds=epochs[-1]["seconds"] if epochs else 0.0, wall_seconds=wall)
         if not np.isfinite(score):
             row["error"] = f"non-finite test score {score}"

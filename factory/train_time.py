@@ -70,7 +70,7 @@ def time_step(config: dict, *, batch_size: int, device: str = "cpu",
     """Median seconds of one real training step of ``config`` at ``batch_size``, after
     :data:`WARMUP_STEPS` warm-up steps: ``zoo.fit``'s step (AdamW over its parameter groups,
     gradient-norm clipping) on ``loss`` with random targets, so what is timed is what it runs."""
-    from zoo.training import CLIP_NORM, DEFAULT_WEIGHT_DECAY, param_groups
+    from zoo.training import DEFAULT_WEIGHT_DECAY, optimizer_step, param_groups
 
     model = zoo.from_config(config, device=device).train()
     opt = torch.optim.AdamW(param_groups(model, DEFAULT_WEIGHT_DECAY), lr=1e-3)
@@ -78,10 +78,7 @@ def time_step(config: dict, *, batch_size: int, device: str = "cpu",
     times = []
     for i in range(WARMUP_STEPS + STEPS_TIMED):
         t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        make_loss(model(*inputs), loss).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
-        opt.step()
+        optimizer_step(model, opt, make_loss(model(*inputs), loss))
         if i >= WARMUP_STEPS:
             times.append(time.perf_counter() - t0)
     return statistics.median(times)

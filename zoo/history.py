@@ -36,6 +36,12 @@ class History:
             return dict(self.epochs[self.best_epoch - 1])
         return dict(self.epochs[-1]) if self.epochs else None
 
+    @property
+    def seconds_per_epoch(self) -> float | None:
+        """Wall seconds of the run over the epochs it ran (validation included); ``None`` before any
+        epoch."""
+        return self.epochs[-1]["seconds"] / len(self.epochs) if self.epochs else None
+
     def to_dict(self) -> dict:
         return {"task": self.task, "metric": self.metric, "epochs": [dict(r) for r in self.epochs],
                 "best_epoch": self.best_epoch, "stopped": self.stopped}

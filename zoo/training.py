@@ -262,14 +262,20 @@ def train_epoch(model: nn.Module, split: Split, recipe: Recipe, optimizer: torch
             group["lr"] = rate
         out, y = _outputs(model, inputs, y, mask, recipe.scale)
         loss = _loss(recipe.task, out, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
-        optimizer.step()
+        optimizer_step(model, optimizer, loss)
         meter.add(out.detach(), y, loss.detach())
         recipe.step += 1
         bar.update(1)
     return meter, rate
+
+
+def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One update from ``loss``: gradients, their global norm clipped to :data:`CLIP_NORM`, the
+    optimizer's step (also what :mod:`zoo.factory.train_time` times)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
+    optimizer.step()
 
 
 def default_batch_size(n: int) -> int:

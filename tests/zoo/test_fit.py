@@ -380,3 +380,10 @@ def test_batch_norm_statistics_are_recomputed_from_training_batches(monkeypatch)
     P.recalibrate_norms(model, data, 16, torch.Generator().manual_seed(5))
     assert int(bn.num_batches_tracked) == 2
     assert not P.recalibrate_norms(torch.nn.Linear(3, 3), data, 16, torch.Generator())
+
+
+def test_seconds_per_epoch_is_the_run_over_its_epochs():
+    h = zoo.History("classification", "accuracy")
+    assert h.seconds_per_epoch is None
+    h.epochs = [{"epoch": 1, "seconds": 2.0}, {"epoch": 2, "seconds": 5.0}]  # cumulative seconds
+    assert h.seconds_per_epoch == pytest.approx(2.5)
