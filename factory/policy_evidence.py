@@ -19,6 +19,9 @@ def _load() -> dict:
         return json.loads(FIT_FILE.read_text())
     except FileNotFoundError:
         return {}
+    except json.JSONDecodeError as exc:
+        raise RuntimeError(f"{FIT_FILE} is not valid JSON ({exc}): regenerate it with "
+                           f"python -m zoo.benchmarks.fit_policy") from exc
 
 
 FIT = _load()
