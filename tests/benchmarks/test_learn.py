@@ -59,13 +59,13 @@ def test_small_test_splits_and_the_judged_size_train_more_seeds():
     assert S.seeds_for(small, [0, 1], few) == list(range(S.SMALL_TEST_SEEDS))
     assert S.seeds_for(small, list(range(7)), few) == list(range(7))  # never fewer than asked for
     assert S.seeds_for(large, [0, 1], D.train_sizes(large)[0]) == [0, 1]
-    # the largest n, which the check judges: ceil(1000 / m) seeds within 5..100
+    # the largest n, which the check judges: ceil(1000 / m) seeds within 10..100
     assert S.seeds_for(small, [0, 1], full) == list(range(23))  # ceil(1000 / 45) = 23
     art = D.DATASETS["art_philo_science"]  # 15 test nodes: ceil(1000 / 15) = 67
     assert S.seeds_for(art, [0, 1], D.train_sizes(art)[-1]) == list(range(67))
-    assert S.seeds_for(large, [0, 1], D.train_sizes(large)[-1]) == list(range(5))  # ceil(1000 / 539) = 2 -> 5
-    bc = D.DATASETS["breast_cancer"]  # 171 test samples: ceil(1000 / 171) = 6
-    assert S.seeds_for(bc, [0, 1], D.train_sizes(bc)[-1]) == list(range(6))
+    assert S.seeds_for(large, [0, 1], D.train_sizes(large)[-1]) == list(range(10))  # ceil(1000 / 539) = 2 -> 10
+    star = D.DATASETS["star98"]  # 91 test samples: ceil(1000 / 91) = 11
+    assert S.seeds_for(star, [0, 1], D.train_sizes(star)[-1]) == list(range(11))
 
 
 def test_graph_run_scores_test_nodes(tmp_path):

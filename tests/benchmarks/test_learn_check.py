@@ -78,3 +78,15 @@ def test_a_json_with_no_common_seed_is_refused_and_threads_are_restored(tmp_path
                                          r"\(linear-x1, mlp-x0.5\)"):
         learn_check.check(path)
     assert torch.get_num_threads() == before and not (tmp_path / "learn_check.json").exists()
+
+
+def test_the_gap_has_its_standard_error_over_the_seeds_paired(tmp_path):
+    path = _json(tmp_path, linear=0.90, mlp=0.99)
+    payload = json.loads(path.read_text())
+    runs = payload["results"]["runs"]
+    runs[3]["test_score"] = 0.97  # the MLP's seed 1: the gaps per seed are 9 and 7 points
+    path.write_text(json.dumps(payload))
+    learn_check.check(path)
+    row = json.loads((tmp_path / "learn_check.json").read_text())["results"]["rows"][0]
+    assert row["gap_to_best"] == 8.0
+    assert row["gap_se"] == 1.0  # stdev(9, 7) / sqrt(2) = 1.414 / 1.414
