@@ -380,6 +380,7 @@ def merge(paths: list[Path], out: Path, note: str | None = None) -> Path:
         data = json.loads(Path(p).read_text())
         res = data["results"]
         b = {k: res["budgets"].get(k) for k in ("epochs", "time_budget_s", "val_fraction")}
+        b["weights"] = res["budgets"].get("weights", "best")
         if budgets is not None and b != budgets:
             raise ValueError(f"json={str(p)!r} is not accepted: expected the budget {budgets}, "
                              f"got {b}: runs under different budgets do not compare")

@@ -81,13 +81,13 @@ def train_pick(info, data, spec, n: int, seed: int, budget: dict, device: str = 
     if isinstance(data, D.GraphSplit):
         train_mask, val_mask = S._graph(data, None, n, seed)
         hist = zoo.fit(model, (data.x, data.edge_index, data.y, train_mask),
-                       val_mask if val_mask.any() else None, **fit_kw)
+                       S.selection(val_mask if val_mask.any() else None, budget), **fit_kw)
         score = S.evaluate(model, data.x, data.y, info.task, edge_index=data.edge_index,
                            mask=data.test_mask)
     else:
         cand = S.Candidate(spec.config["name"], view=_view(spec))
         train, val, (Xte, yte) = S._arrays(data, info, cand, n, seed)
-        hist = zoo.fit(model, train, val, **fit_kw)
+        hist = zoo.fit(model, train, S.selection(val, budget), **fit_kw)
         score = S.evaluate(model, Xte, yte, info.task)
     return {"seed": seed, "test_score": float(score) if np.isfinite(score) else float("nan"),
             "epochs_run": len(hist.epochs), "best_epoch": hist.best_epoch,
@@ -172,7 +172,8 @@ def check(json_path: Path, *, info: dict | None = None, args: dict | None = None
     payload = json.loads(Path(json_path).read_text())
     res = payload["results"]
     runs = [r for r in res["runs"] if "error" not in r and r["dataset"] in D.DATASETS]
-    budget = {"epochs": res["budgets"].get("epochs"), "time_budget_s": res["budgets"]["time_budget_s"]}
+    budget = {"epochs": res["budgets"].get("epochs"), "time_budget_s": res["budgets"]["time_budget_s"],
+              "weights": res["budgets"].get("weights", "best")}
     # picks trained here get the torch threads the JSON's runs had (a time budget buys epochs by them)
     threads = (args or {}).get("threads") or (payload.get("runtime") or {}).get("bench_threads")
     import torch

@@ -138,6 +138,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-budget", type=float, default=None, metavar="S",
                         help="seconds of training per run (a cap)")
     parser.add_argument("--seeds", type=int, default=None, metavar="K", help="seeds 0..K-1 per configuration")
+    parser.add_argument("--weights", choices=("best", "last"), default="best",
+                        help="the weights a run keeps: best = zoo.fit's best epoch on the validation "
+                             "split (default); last = the last epoch, the same training split fitted "
+                             "without validation (no early stopping)")
     parser.add_argument("--device", default="cpu", help="torch device to train on (default cpu)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch threads (default: the physical cores)")
@@ -162,7 +166,8 @@ def _settings(args) -> dict:
          "time_budget_s": v.positive_number("--time-budget", args.time_budget if args.time_budget is not None
                                             else base["time_budget_s"]),
          "seeds": list(range(v.positive_int("--seeds", args.seeds if args.seeds is not None else base["seeds"]))),
-         "sizes": args.sizes or base["sizes"], "val_fraction": VAL_FRACTION}
+         "sizes": args.sizes or base["sizes"], "val_fraction": VAL_FRACTION,
+         "weights": getattr(args, "weights", None) or "best"}
     default_json = RESULTS / ("learn_quick.json" if args.quick else "learn.json")
     s["json"] = Path(args.json) if args.json else default_json
     s["plots"] = Path(args.plots) if args.plots else s["json"].with_name(s["json"].stem + "_plots")
@@ -248,6 +253,13 @@ def _graph(data: D.GraphSplit, cand: Candidate, n: int, seed: int):
     return train_mask, val_mask
 
 
+def selection(val, budget: dict):
+    """The validation data ``zoo.fit`` gets: ``val`` when a run keeps its best validation epoch
+    (``budget["weights"] == "best"``, the default), None when it keeps its last (``"last"``: the
+    same training split, no early stopping; the validation samples are left unused)."""
+    return val if budget.get("weights", "best") == "best" else None
+
+
 def run_one(info: D.DatasetInfo, data, cand: Candidate, n: int, seed: int, budget: dict,
             device: str) -> dict:
     """Train one candidate once; the JSON row of the run (an ``error`` entry if it failed)."""
@@ -271,17 +283,18 @@ def run_one(info: D.DatasetInfo, data, cand: Candidate, n: int, seed: int, budge
         if graph and row["family"] == "gcn":
             train_mask, val_mask = _graph(data, cand, n, seed)
             hist = zoo.fit(model, (data.x, data.edge_index, data.y, train_mask),
-                           val_mask if val_mask.any() else None, **fit_kw)
+                           selection(val_mask if val_mask.any() else None, budget), **fit_kw)
             score = evaluate(model, data.x, data.y, info.task, edge_index=data.edge_index,
                              mask=data.test_mask)
         elif graph:  # linear / MLP on node features alone
             train_mask, val_mask = _graph(data, cand, n, seed)
             val = (data.x[val_mask], data.y[val_mask]) if val_mask.any() else None
-            hist = zoo.fit(model, (data.x[train_mask], data.y[train_mask]), val, **fit_kw)
+            hist = zoo.fit(model, (data.x[train_mask], data.y[train_mask]), selection(val, budget),
+                           **fit_kw)
             score = evaluate(model, data.x[data.test_mask], data.y[data.test_mask], info.task)
         else:
             train, val, (Xte, yte) = _arrays(data, info, cand, n, seed)
-            hist = zoo.fit(model, train, val, **fit_kw)
+            hist = zoo.fit(model, train, selection(val, budget), **fit_kw)
             score = evaluate(model, Xte, yte, info.task)
         wall = time.perf_counter() - start
         epochs = hist.epochs
@@ -306,7 +319,8 @@ def _key(row: dict) -> tuple:
 
 def _payload_results(settings: dict, rows: list[dict]) -> dict:
     return {"budgets": {"epochs": settings["epochs"], "time_budget_s": settings["time_budget_s"],
-                        "val_fraction": settings["val_fraction"], "sizes": settings["sizes"]},
+                        "val_fraction": settings["val_fraction"], "sizes": settings["sizes"],
+                        "weights": settings["weights"]},
             "seeds": settings["seeds"],
             "datasets": {n: dict(D.DATASETS[n].to_dict(), sizes=_sizes(D.DATASETS[n], settings["sizes"]))
                          for n in dict.fromkeys(settings["datasets"] + [r["dataset"] for r in rows])},
@@ -348,8 +362,12 @@ def run(args: argparse.Namespace) -> int:
           f"split (best epoch); scores on each data set's test split\n")
     done = {}
     if args.resume and settings["json"].exists():
-        done = {_key(r): r for r in json.loads(settings["json"].read_text())["results"]["runs"]
-                if "error" not in r}
+        earlier = json.loads(settings["json"].read_text())["results"]
+        kept = earlier["budgets"].get("weights", "best")
+        if kept != settings["weights"]:
+            raise ValueError(f"--resume is not accepted with --weights={settings['weights']!r}: the runs "
+                             f"in {settings['json']} kept their {kept!r} weights; use another --json")
+        done = {_key(r): r for r in earlier["runs"] if "error" not in r}
     plan = [(name, n, cand, seed) for name in settings["datasets"]
             for n in _sizes(D.DATASETS[name], settings["sizes"])
             for cand in candidates(D.DATASETS[name].kind, quick=args.quick, pattern=args.candidates,
@@ -359,7 +377,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--candidates={args.candidates!r} matches no candidate of the chosen data sets")
     settings["json"].parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = [r for r in done.values() if r["dataset"] not in settings["datasets"]]
-    budget = {k: settings[k] for k in ("epochs", "time_budget_s")}
+    budget = {k: settings[k] for k in ("epochs", "time_budget_s", "weights")}
     for i, (name, n, cand, seed) in enumerate(progress(plan, desc="learn", total=len(plan))):
         key = (name, n, cand.label, seed)
         if key in done:

@@ -103,3 +103,19 @@ def test_thresholds_move_where_the_cap_alone_cannot_separate_the_picks(tmp_path)
     assert fit["min_samples"]["mlp"] == 100             # moved by the joint fit
     assert "moved to 100 by the joint fit" in fit["min_samples_rows"]["mlp"]
     assert fit["capacity"]["tabular"]["within"] == "2/2"
+
+
+def test_merge_refuses_parts_that_kept_different_weights(tmp_path):
+    import json
+
+    from zoo.benchmarks.fit_policy import merge
+
+    paths = []
+    for weights in ("best", "last"):
+        budgets = {"epochs": None, "time_budget_s": 15.0, "val_fraction": 0.2, "weights": weights}
+        path = tmp_path / f"{weights}.json"
+        path.write_text(json.dumps({"results": {"budgets": budgets, "datasets": {}, "runs": []}}))
+        paths.append(path)
+    with pytest.raises(ValueError, match="runs under different budgets do not compare"):
+        merge(paths, tmp_path / "merged.json")
+    assert not (tmp_path / "merged.json").exists()

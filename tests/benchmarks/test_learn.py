@@ -153,3 +153,20 @@ def test_candidates_cover_each_kind_and_filter_by_pattern():
     assert [c.label for c in S.candidates("graph", pattern="gcn-*")] == ["gcn-x0.5", "gcn-x1", "gcn-x2"]
     assert "transformer" in {c.name for c in S.candidates("sequence", seq_len=S.MAX_ATTENTION_LEN)}
     assert "transformer" not in {c.name for c in S.candidates("sequence", seq_len=S.MAX_ATTENTION_LEN + 1)}
+
+
+def test_weights_last_fits_the_same_split_without_validation(tmp_path, capsys):
+    out = tmp_path / "last.json"
+    assert S.selection("val", {"weights": "best"}) == "val" and S.selection("val", {}) == "val"
+    assert S.selection("val", {"weights": "last"}) is None
+    main(["learn", "--datasets", "iris", "--candidates", "linear*", "--sizes", "largest",
+          "--seeds", "1", "--epochs", "3", "--weights", "last", "--json", str(out)])
+    res = json.loads(out.read_text())["results"]
+    assert res["budgets"]["weights"] == "last"
+    # no validation split: zoo.fit ran every epoch and kept the last (no best epoch was chosen)
+    assert all(r["epochs_run"] == 3 and r["best_epoch"] is None for r in res["runs"])
+    capsys.readouterr()
+    # resuming those runs under the default (best) weights would mix the two rules: refused
+    assert main(["learn", "--datasets", "iris", "--candidates", "linear*", "--sizes", "largest",
+                 "--seeds", "1", "--epochs", "3", "--resume", "--json", str(out)]) == 2
+    assert "--resume is not accepted with --weights='best'" in capsys.readouterr().err
