@@ -97,8 +97,7 @@ def _ucr(archive_name: str, *, classification: bool = True, pad: bool = False):
         (Xtr, ytr), (Xte, yte) = parts["train"], parts["test"]
         if not classification:
             return ArraySplit(Xtr, ytr.astype(np.float32), Xte, yte.astype(np.float32), None)
-        ids, classes = _labels(np.concatenate([ytr, yte]))
-        return ArraySplit(Xtr, ids[:len(ytr)], Xte, ids[len(ytr):], classes)
+        return _series(Xtr, ytr, Xte, yte)
     return load
 
 
@@ -189,7 +188,8 @@ def _trace() -> ArraySplit:
 
 
 def _series(Xtr, ytr, Xte, yte) -> ArraySplit:
-    """(N, T, C) float32 series with labels 0..K-1 over both splits."""
+    """An archive's (N, T, C) series as float32, its labels as ids 0..K-1 over both splits (the
+    sorted label names of train and test together)."""
     ids, classes = _labels(np.concatenate([np.asarray(ytr), np.asarray(yte)]))
     return ArraySplit(np.ascontiguousarray(Xtr, dtype=np.float32), ids[:len(ytr)],
                       np.ascontiguousarray(Xte, dtype=np.float32), ids[len(ytr):], classes)

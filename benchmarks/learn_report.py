@@ -164,6 +164,39 @@ def _points(x):
     return "-" if x is None else f"{x:+.1f}"
 
 
+def seed_noise(runs: list[dict], within: float = 5.0) -> dict[str, float]:
+    """Per data set, at its largest n: the seed-to-seed standard deviation s of the test score
+    (points), the median over the candidates within ``within`` points of the set's best (those
+    the check's gaps are between). Sets with a single seed are left out."""
+    out = {}
+    for name in dict.fromkeys(r["dataset"] for r in runs):
+        rows = [r for r in runs if r["dataset"] == name and "error" not in r]
+        n = max(r["n"] for r in rows)
+        scores: dict[str, list[float]] = {}
+        for r in rows:
+            if r["n"] == n:
+                scores.setdefault(r["candidate"], []).append(100 * r["test_score"])
+        best = max(statistics.fmean(v) for v in scores.values())
+        sds = [statistics.stdev(v) for v in scores.values()
+               if len(v) > 1 and statistics.fmean(v) >= best - within]
+        if sds:
+            out[name] = statistics.median(sds)
+    return out
+
+
+def print_seed_noise(runs: list[dict], file=None, ks: tuple[int, ...] = (5, 10)) -> None:
+    """How many sets a k-seed gap resolves to 1 point: the check's gap is a difference of two
+    k-seed means, standard error sqrt(2 / k) s (:func:`seed_noise`)."""
+    s = seed_noise(runs)
+    if not s:
+        return
+    counts = ", ".join(f"{sum((2 / k) ** 0.5 * v <= 1.0 for v in s.values())} at k = {k}" for k in ks)
+    print(f"\nseed noise at each set's largest n: s = {min(s.values()):.1f}-{max(s.values()):.1f} points "
+          f"(median {statistics.median(s.values()):.1f}; per set, the median standard deviation over "
+          f"the candidates within 5 points of its best); a gap of two k-seed means has a standard "
+          f"error sqrt(2 / k) s <= 1 point on {counts} of {len(s)} sets", file=file)
+
+
 def print_all(results: dict, file=None) -> None:
     """The summary, the two issue-8 tables and the held-out list, from learn.json's ``results``."""
     summary = summarize(results["runs"])
@@ -194,6 +227,7 @@ def print_all(results: dict, file=None) -> None:
                     file=file)
     else:
         print("  (no long-series results)", file=file)
+    print_seed_noise(results["runs"], file=file)
     held = [n for n, d in datasets.items() if d.get("held_out")]
     print(f"\nheld out of the policy fit: {', '.join(held) or 'none in these results'}", file=file)
 

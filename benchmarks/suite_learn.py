@@ -52,9 +52,9 @@ SMALL_TEST_SEEDS = 5
 # earlier cap of 20 left their standard errors at 2.4-2.9 points. Small sets train fast. The floor
 # of 10 is for the training's own noise, which no test split averages away. The check judges a gap,
 # a difference of two k-seed means, with a standard error of sqrt(2 / k) s for a seed-to-seed
-# standard deviation s. Over learn.json's 30 sets (2026-11-29; s: the median over the candidates
-# within 5 points of each set's best, 0.4-13.9 points), that error was <= 1 point on 12 sets at
-# k = 5 and is on 20 at k = 10.
+# standard deviation s (learn_report.seed_noise; `zoo-bench learn --tables` prints it). Over the
+# 30 sets learn.json held before this floor, that error was <= 1 point on 12 sets at k = 5 and on
+# 20 at k = 10 (s = 0.4-13.9 points).
 JUDGED_PREDICTIONS = 1000
 JUDGED_SEEDS = (10, 100)
 
@@ -167,7 +167,7 @@ def _settings(args) -> dict:
                                             else base["time_budget_s"]),
          "seeds": list(range(v.positive_int("--seeds", args.seeds if args.seeds is not None else base["seeds"]))),
          "sizes": args.sizes or base["sizes"], "val_fraction": VAL_FRACTION,
-         "weights": getattr(args, "weights", None) or "best"}
+         "weights": args.weights}
     default_json = RESULTS / ("learn_quick.json" if args.quick else "learn.json")
     s["json"] = Path(args.json) if args.json else default_json
     s["plots"] = Path(args.plots) if args.plots else s["json"].with_name(s["json"].stem + "_plots")

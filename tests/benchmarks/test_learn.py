@@ -170,3 +170,17 @@ def test_weights_last_fits_the_same_split_without_validation(tmp_path, capsys):
     assert main(["learn", "--datasets", "iris", "--candidates", "linear*", "--sizes", "largest",
                  "--seeds", "1", "--epochs", "3", "--resume", "--json", str(out)]) == 2
     assert "--resume is not accepted with --weights='best'" in capsys.readouterr().err
+
+
+def test_seed_noise_is_the_median_spread_of_the_candidates_near_the_best(capsys):
+    def run(cand, seed, score, n=30):
+        return {"dataset": "d", "n": n, "candidate": cand, "seed": seed, "test_score": score}
+
+    runs = [run("a", 0, 0.90), run("a", 1, 0.94),            # mean 92, s = 2.83
+            run("b", 0, 0.89), run("b", 1, 0.91),            # mean 90, s = 1.41
+            run("c", 0, 0.50), run("c", 1, 0.70),            # 32 points below the best: left out
+            run("a", 0, 0.10, n=10), run("a", 1, 0.90, n=10)]  # not the largest n: left out
+    s = R.seed_noise(runs)
+    assert s["d"] == pytest.approx((2.828427 + 1.414214) / 2, rel=1e-5)
+    R.print_seed_noise(runs)  # sqrt(2/5) * 2.12 = 1.34 > 1; sqrt(2/10) * 2.12 = 0.95 <= 1
+    assert "<= 1 point on 0 at k = 5, 1 at k = 10 of 1 sets" in capsys.readouterr().out
